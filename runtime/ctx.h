@@ -1,0 +1,44 @@
+/* weft — context switching between task stacks.
+ *
+ * Two backends chosen by CMake: a few lines of assembly for x86-64 and
+ * aarch64 (save the callee-saved registers on the old stack, swap stack
+ * pointers, restore), and a ucontext fallback for other targets. The assembly
+ * backend does not save the FPU control words (mxcsr, x87 cw, fpcr): tasks
+ * share the thread's floating-point environment, as in libco and libdill.
+ */
+#ifndef WEFT_CTX_H
+#define WEFT_CTX_H
+
+#include <stddef.h>
+
+#if defined(WEFT_CTX_UCONTEXT)
+#include <ucontext.h>
+typedef struct weft__ctx {
+  ucontext_t *uc; /* allocated when the context is made; the thread's own
+                     context uses `own` */
+  ucontext_t own;
+} weft__ctx;
+#else
+typedef struct weft__ctx {
+  void *sp; /* saved stack pointer; the registers sit on the stack */
+} weft__ctx;
+#endif
+
+/* Prepares `c` to run entry(arg) on the stack [lo, hi) the first time it is
+ * switched to. entry must never return. Returns 0 or -ENOMEM (ucontext). */
+int weft__ctx_make(weft__ctx *c, char *lo, char *hi, void (*entry)(void *),
+                   void *arg);
+/* Frees what ctx_make allocated (ucontext only). */
+void weft__ctx_free(weft__ctx *c);
+
+#if defined(WEFT_CTX_UCONTEXT)
+void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
+void weft__ctx_jump(weft__ctx *to) __attribute__((noreturn));
+#else
+/* Saves the running context into `from` and resumes `to`. */
+void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
+/* Resumes `to` without saving anything: the running stack is dead. */
+void weft__ctx_jump(weft__ctx *to) __attribute__((noreturn));
+#endif
+
+#endif

@@ -1,0 +1,178 @@
+/* weft — task groups (structured concurrency) and gather. */
+#include <assert.h>
+
+#include "internal.h"
+
+struct weft_group {
+  weft_loop *loop;
+  weft__list children; /* running children */
+  weft__list kept;     /* returned children whose borrowed handle is out */
+  weft__list waiters;  /* tasks in weft_group_wait */
+  size_t running;
+  int first_error;
+  bool cancelled;
+};
+
+int weft_group_new(weft_group **out) {
+  weft_loop *loop = weft__tls_loop;
+  if (loop == NULL)
+    return WEFT_ENOLOOP;
+  weft_group *g = weft__calloc(1, sizeof *g);
+  if (g == NULL)
+    return WEFT_ENOMEM;
+  g->loop = loop;
+  weft__list_init(&g->children);
+  weft__list_init(&g->kept);
+  weft__list_init(&g->waiters);
+  weft__obj_add(loop);
+  *out = g;
+  return 0;
+}
+
+static void cancel_children(weft_group *g) {
+  weft__list *it;
+  weft__list_foreach(it, &g->children) {
+    weft_cancel(weft__container_of(it, weft_task, group_link));
+  }
+}
+
+int weft_group_spawn_at(weft_group *g, weft_task **out, weft_task_fn fn,
+                        void *arg, const weft_task_opts *opts,
+                        const char *site) {
+  if (g == NULL)
+    return WEFT_EINVAL;
+  if (g->cancelled || g->first_error != 0)
+    return WEFT_ECANCELED;
+  weft_task *t;
+  int rc = weft__spawn_task(&t, fn, arg, opts, site);
+  if (rc != 0)
+    return rc;
+  t->flags |= WEFT__T_GROUP;
+  t->group = g;
+  if (out != NULL) {
+    t->flags |= WEFT__T_KEEP;
+    *out = t;
+  }
+  weft__list_push_back(&g->children, &t->group_link);
+  g->running++;
+  weft__task_start(t);
+  return 0;
+}
+
+void weft__group_child_done(weft_task *t) {
+  weft_group *g = t->group;
+  weft__list_remove(&t->group_link);
+  g->running--;
+  /* A cancelled child is not a failure: either the group cancelled it
+   * because of another failure, or someone cancelled just that child. */
+  if (t->result < 0 && t->result != WEFT_ECANCELED && g->first_error == 0) {
+    g->first_error = t->result;
+    cancel_children(g);
+  }
+  if (t->flags & WEFT__T_KEEP)
+    weft__list_push_back(&g->kept, &t->group_link);
+  else
+    weft__task_free(t);
+  if (g->running == 0)
+    weft__waiters_complete_all(&g->waiters, 0);
+}
+
+static void park_until_empty(weft_group *g, weft_task *self, int flags,
+                             int *rc) {
+  while (g->running > 0) {
+    weft__waiter w;
+    weft__waiter_init(&w, self);
+    weft__list_push_back(&g->waiters, &w.link);
+    int prc;
+    do
+      prc = weft__park("group", g, flags);
+    while (prc == 0 && !w.done);
+    if (!w.done) {
+      weft__list_remove(&w.link);
+      *rc = prc;
+      return;
+    }
+  }
+}
+
+int weft_group_wait(weft_group *g) {
+  WEFT__NEED_TASK(self);
+  if (g == NULL)
+    return WEFT_EINVAL;
+  int rc = 0;
+  park_until_empty(g, self, 0, &rc);
+  if (rc != 0) {
+    /* The waiter was cancelled or timed out: no child may outlive it. */
+    g->cancelled = true;
+    cancel_children(g);
+    park_until_empty(g, self, WEFT__PARK_NOCANCEL, &rc);
+  }
+  int result = rc != 0 ? rc : g->first_error;
+  /* The group is reusable: forget this round. */
+  weft__list *n;
+  while ((n = weft__list_pop_front(&g->kept)) != NULL)
+    weft__task_free(weft__container_of(n, weft_task, group_link));
+  g->first_error = 0;
+  g->cancelled = false;
+  return result;
+}
+
+void weft_group_cancel(weft_group *g) {
+  if (g == NULL)
+    return;
+  g->cancelled = true;
+  cancel_children(g);
+}
+
+size_t weft_group_size(const weft_group *g) { return g->running; }
+
+void weft_group_free(weft_group *g) {
+  if (g == NULL)
+    return;
+  weft__list *n;
+  /* Children still running go to the runtime, which reports their failures
+   * (they are cancelled, so mostly there will be none). */
+  while ((n = weft__list_pop_front(&g->children)) != NULL) {
+    weft_task *t = weft__container_of(n, weft_task, group_link);
+    t->flags = (uint8_t)((t->flags & ~(WEFT__T_GROUP | WEFT__T_KEEP)) |
+                         WEFT__T_DETACHED);
+    t->group = NULL;
+    weft_cancel(t);
+  }
+  while ((n = weft__list_pop_front(&g->kept)) != NULL)
+    weft__task_free(weft__container_of(n, weft_task, group_link));
+  assert(weft__list_empty(&g->waiters));
+  weft__obj_del(g->loop);
+  weft__free(g);
+}
+
+static int gather_one(void *arg) {
+  weft_call *c = arg;
+  c->result = c->fn(c->arg);
+  return c->result;
+}
+
+int weft_gather(weft_call *calls, size_t n) {
+  WEFT__NEED_TASK(self);
+  (void)self;
+  if (n > 0 && calls == NULL)
+    return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    calls[i].result = WEFT_ECANCELED; /* until it returns */
+  weft_group *g;
+  int rc = weft_group_new(&g);
+  if (rc != 0)
+    return rc;
+  int spawn_rc = 0;
+  for (size_t i = 0; i < n && spawn_rc == 0; i++) {
+    spawn_rc = weft_group_spawn_at(g, NULL, gather_one, &calls[i], NULL,
+                                   "weft_gather");
+    if (spawn_rc != 0 && spawn_rc != WEFT_ECANCELED)
+      weft_group_cancel(g);
+  }
+  rc = weft_group_wait(g);
+  weft_group_free(g);
+  if (spawn_rc == WEFT_ENOMEM)
+    return WEFT_ENOMEM;
+  return rc;
+}

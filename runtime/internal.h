@@ -1,0 +1,261 @@
+/* weft — what the runtime's files share: the loop and task structs, the
+ * scheduler's entry points, and the waiter protocol every waiting primitive
+ * (sync, future, join, group, and the net layer later) is built on.
+ *
+ * The waiter protocol:
+ *   1. the primitive links a weft__waiter (in its own frame) into its wait list;
+ *   2. it calls weft__park(), which suspends the task;
+ *   3. a waker unlinks the waiter and calls weft__waiter_complete(), which
+ *      marks it done (with a status and optional data) and readies the task;
+ *   4. after weft__park() returns, `w.done` says whether the wait was
+ *      satisfied. If it was, the primitive returns success even when park
+ *      reported a cancellation that raced with it (nothing is lost); if it was
+ *      not, the primitive unlinks the waiter and returns park's error.
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdio.h>
+#include <weft/weft.h>
+
+#include "ctx.h"
+#include "list.h"
+#include "stack.h"
+
+#define WEFT__NO_DEADLINE UINT64_MAX
+
+/* Sanitizers that must hear about stack switches (sched.c). */
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__TSAN 1
+#endif
+#endif
+
+/* Task states. */
+enum {
+  WEFT__READY,   /* on the run queue (never run yet unless T_STARTED) */
+  WEFT__RUNNING, /* the loop's current task */
+  WEFT__WAITING, /* parked */
+  WEFT__DONE     /* returned; descriptor kept until its handle goes */
+};
+
+/* Task flags. */
+enum {
+  WEFT__T_CANCELLED = 1 << 0, /* level-triggered cancellation requested */
+  WEFT__T_DETACHED = 1 << 1,  /* nobody holds a handle */
+  WEFT__T_GROUP = 1 << 2,     /* owned by a group */
+  WEFT__T_NOCANCEL = 1 << 3,  /* current park ignores cancel and deadlines */
+  WEFT__T_SLEEP = 1 << 4,     /* current park's timer ends a sleep */
+  WEFT__T_KEEP = 1 << 5,      /* group child whose borrowed handle is out */
+  WEFT__T_STARTED = 1 << 6,   /* has run at least once */
+};
+
+typedef struct weft__waiter {
+  weft__list link;
+  weft_task *task;
+  void *data; /* what the waker hands over (an item, a value) */
+  int status; /* the waker's verdict, valid when done */
+  bool done;
+} weft__waiter;
+
+struct weft_task {
+  weft__ctx ctx;
+  weft_loop *loop;
+  weft__list link; /* run queue */
+  weft_task_fn fn;
+  void *arg;
+  weft__stack stack;
+  size_t stack_size; /* requested; 0 = loop default */
+  int result;
+  int wake_status; /* why park returned: 0, WEFT_ECANCELED, WEFT_ETIMEDOUT */
+  uint8_t state;
+  uint8_t flags;
+  uint32_t heap_idx; /* 1-based slot in the timer heap; 0 = no timer */
+  uint64_t timer_due;
+  uint64_t deadline; /* effective deadline of the scopes, or NO_DEADLINE */
+  weft_timeout *scopes;
+  weft__list joiners; /* waiters of weft_join / weft_wait_any */
+  weft_group *group;
+  weft__list group_link;
+  weft__list all_link; /* loop->tasks, for dumps and shutdown */
+  const char *wait_what; /* what the task is parked on, for dumps */
+  const void *wait_on;
+  const char *site;
+  char *name;
+  uint64_t id;
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+  void *san_fake_stack;
+  void *san_fiber;
+#endif
+};
+
+/* A call queued by weft_loop_call_threadsafe. */
+typedef struct weft__tscall {
+  weft__list link;
+  void (*fn)(void *);
+  void *arg;
+  bool owned; /* allocated by weft_loop_call_threadsafe: freed when run */
+} weft__tscall;
+
+/* Queues an embedded call node (cannot fail for lack of memory). Returns 0
+ * or WEFT_ECLOSED. Any thread. */
+int weft__loop_post(weft_loop *loop, weft__tscall *c);
+
+struct weft_loop {
+  weft__ctx ctx; /* the thread's own context: the scheduler runs here */
+  weft_task *current;
+  weft__list runq;
+  unsigned budget; /* task runs left before the next I/O poll */
+  struct event_base *base;
+
+  /* Timers: a binary min-heap of tasks keyed by timer_due. */
+  weft_task **heap;
+  size_t heap_len, heap_cap;
+  struct event *timer_ev;
+  uint64_t timer_ev_due; /* when timer_ev fires, or NO_DEADLINE */
+  uint64_t now;          /* cached clock, ns */
+  bool virtual_clock;
+
+  /* Thread-safe calls. Lock order: tslock is a leaf; nothing else is taken
+   * while it is held. */
+  pthread_mutex_t tslock;
+  weft__list tsq;
+  bool ts_closed;
+  int notify_fd; /* eventfd (or pipe read end) that wakes the loop */
+  int notify_wfd;
+  struct event *notify_ev;
+
+  weft__stack_pool pool;
+
+  weft__list tasks; /* every live task */
+  uint64_t tasks_running; /* spawned and not returned */
+  uint64_t next_id;
+  bool running;
+  bool draining; /* main returned: remaining tasks are being cancelled */
+
+  weft_stats stats;
+
+  /* Debug aids. */
+  uint64_t stall_ns; /* 0: detector off */
+  uint64_t run_start;
+  FILE *dbg_out;
+  struct event *usr1_ev;
+  void *altstack;
+
+  /* Signals (weft_signal_wait). */
+  struct weft__sigstate *sig;
+};
+
+/* Per-thread current loop. */
+extern __thread weft_loop *weft__tls_loop;
+
+static inline weft_loop *weft__loop(void) { return weft__tls_loop; }
+
+/* Allocation through the user's hook. */
+void *weft__malloc(size_t n);
+void *weft__calloc(size_t n, size_t m);
+void *weft__realloc(void *p, size_t n);
+void weft__free(void *p);
+char *weft__strdup(const char *s);
+
+/* Clock. */
+uint64_t weft__clock_real_ns(void);
+void weft__loop_update_time(weft_loop *loop);
+
+/* Scheduler. */
+void weft__ready(weft_task *t);
+void weft__wake(weft_task *t, int status);
+int weft__park(const char *what, const void *on, int flags);
+/* Flags for weft__park. */
+#define WEFT__PARK_NOCANCEL 1 /* only a waker can end it */
+int weft__park_until(const char *what, const void *on, uint64_t due);
+/* The checkpoint every suspension starts with: WEFT_ECANCELED when the task is
+ * cancelled, WEFT_ETIMEDOUT (marking the expired scopes) when a deadline
+ * passed, else 0. */
+int weft__checkpoint(weft_task *t);
+void weft__fire_deadline(weft_task *t);
+
+static inline void weft__waiter_init(weft__waiter *w, weft_task *t) {
+  weft__list_init(&w->link);
+  w->task = t;
+  w->data = NULL;
+  w->status = 0;
+  w->done = false;
+}
+
+/* Marks w satisfied with `status` and readies its task. The caller has
+ * already unlinked w. */
+static inline void weft__waiter_complete(weft__waiter *w, int status) {
+  w->done = true;
+  w->status = status;
+  weft__wake(w->task, 0);
+}
+
+/* Wakes every waiter of a list with `status` (used by frees and closes). */
+void weft__waiters_complete_all(weft__list *head, int status);
+
+/* Timer heap. */
+void weft__timer_arm(weft_loop *loop, weft_task *t, uint64_t due);
+void weft__timer_disarm(weft_loop *loop, weft_task *t);
+void weft__timers_fire(weft_loop *loop);
+uint64_t weft__timer_next(weft_loop *loop);
+void weft__run_ready(weft_loop *loop);
+
+/* Tasks. */
+void weft__task_cancel_all(weft_loop *loop);
+void weft__task_reap(weft_loop *loop); /* frees done tasks nobody joined */
+void weft__task_free(weft_task *t);
+void weft__task_release(weft_task *t); /* drops the handle of a done task */
+void weft__report_failure(weft_task *t, const char *why);
+int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
+                     const weft_task_opts *opts, const char *site);
+void weft__task_start(weft_task *t); /* queue a freshly made task */
+/* Waits for t to return without being interruptible (used after cancelling
+ * a child whose resources must not outlive the caller). */
+void weft__join_uninterruptible(weft_task *t);
+
+/* Groups. */
+void weft__group_child_done(weft_task *t);
+
+/* Loop object accounting: objects count so weft_loop_free can refuse. */
+/* Atomic: a future's last reference may drop on another thread. */
+static inline void weft__obj_add(weft_loop *loop) {
+  __atomic_add_fetch(&loop->stats.objects_alive, 1, __ATOMIC_RELAXED);
+}
+static inline void weft__obj_del(weft_loop *loop) {
+  __atomic_sub_fetch(&loop->stats.objects_alive, 1, __ATOMIC_RELEASE);
+}
+
+/* Requires a current task; returns it or NULL (the caller returns
+ * WEFT_ENOTASK). Debug builds assert. */
+weft_task *weft__need_task(const char *fn_name);
+
+#define WEFT__NEED_TASK(t)                                                     \
+  weft_task *t = weft__need_task(__func__);                                    \
+  if (t == NULL)                                                               \
+  return WEFT_ENOTASK
+
+/* Debug aids. */
+void weft__stall_check(weft_loop *loop, weft_task *t, uint64_t ran_ns);
+void weft__debug_init(weft_loop *loop);
+void weft__debug_fini(weft_loop *loop);
+void weft__signal_fini(weft_loop *loop);
+
+/* Stack overflow reporting (stack.c). */
+void weft__stack_overflow(weft_task *t, const char *how) __attribute__((noreturn));
+void *weft__sigaltstack_install(void);
+void weft__sigaltstack_remove(void *mem);
+
+extern int weft__loops_alive;
+
+#endif

@@ -1,0 +1,357 @@
+/* weft — the scheduler: switching between tasks, parking and waking.
+ *
+ * Tasks switch directly to the next ready task (no trip through a scheduler
+ * context), so a handoff is one register save/restore. The loop's own context
+ * (the thread's stack) is entered only when nothing is ready or when the
+ * per-turn budget runs out; it then polls I/O and timers and starts a new turn.
+ * The budget bounds the work done between two polls, so a set of tasks that
+ * keep yielding cannot starve I/O (libuv core.c, Tokio's event_interval).
+ */
+#define _GNU_SOURCE
+#include <assert.h>
+#include <stdio.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Task runs between two I/O polls. Large enough that the poll's system call
+ * is amortised to a few ns a switch, small enough to poll every few µs under
+ * a busy ping-pong. */
+#define WEFT__BUDGET 256
+
+/* ---- sanitizer fiber annotations ----
+ * ASan and TSan must be told when the stack changes under them, or they see
+ * one thread's stack jump around and report nonsense. */
+#ifdef WEFT__ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+static __thread void *main_fake_stack;
+static __thread const void *main_bottom;
+static __thread size_t main_size;
+#endif
+#ifdef WEFT__TSAN
+#include <sanitizer/tsan_interface.h>
+static __thread void *main_fiber;
+static __thread void *dead_fiber; /* a finished task's, destroyed off it */
+#endif
+
+static inline void san_before(weft_task *from, weft_task *to, bool dying) {
+  (void)from;
+  (void)to;
+  (void)dying;
+#ifdef WEFT__ASAN
+  void **save =
+      dying ? NULL : (from ? &from->san_fake_stack : &main_fake_stack);
+  if (to)
+    __sanitizer_start_switch_fiber(save, to->stack.lo - weft__page_size,
+                                   (size_t)(to->stack.hi - to->stack.lo) +
+                                       weft__page_size);
+  else
+    __sanitizer_start_switch_fiber(save, main_bottom, main_size);
+#endif
+#ifdef WEFT__TSAN
+  if (main_fiber == NULL)
+    main_fiber = __tsan_get_current_fiber();
+  if (to && to->san_fiber == NULL)
+    to->san_fiber = __tsan_create_fiber(0);
+  __tsan_switch_to_fiber(to ? to->san_fiber : main_fiber, 0);
+#endif
+}
+
+static inline void san_after(weft_task *self) {
+  (void)self;
+#ifdef WEFT__ASAN
+  const void *old_bottom;
+  size_t old_size;
+  __sanitizer_finish_switch_fiber(self ? self->san_fake_stack : main_fake_stack,
+                                  &old_bottom, &old_size);
+  if (self && main_bottom == NULL) {
+    /* The thread's first switch into a task comes from its own stack:
+     * remember that stack for the switches back. */
+    main_bottom = old_bottom;
+    main_size = old_size;
+  }
+#endif
+#ifdef WEFT__TSAN
+  if (dead_fiber) {
+    __tsan_destroy_fiber(dead_fiber);
+    dead_fiber = NULL;
+  }
+#endif
+}
+
+/* ---- switching ---- */
+
+static void task_entry(void *p);
+
+/* Gives a task that never ran its stack and initial frame. Returns false when
+ * no stack could be had: the task then finishes with WEFT_ENOMEM unrun. */
+static bool prepare(weft_loop *loop, weft_task *t) {
+  if (t->flags & WEFT__T_STARTED)
+    return true;
+  if (weft__stack_get(&loop->pool, t->stack_size, &t->stack) != 0)
+    return false;
+#ifdef WEFT__ASAN
+  /* A reused stack still carries the shadow of frames that never returned
+   * (the previous task's entry frame). */
+  ASAN_UNPOISON_MEMORY_REGION(t->stack.lo, (size_t)(t->stack.hi - t->stack.lo));
+#endif
+  if (weft__ctx_make(&t->ctx, t->stack.lo, t->stack.hi, task_entry, t) != 0) {
+    weft__stack_put(&loop->pool, &t->stack);
+    t->stack.kind = WEFT__STACK_NONE;
+    return false;
+  }
+  t->flags |= WEFT__T_STARTED;
+  return true;
+}
+
+static void finish(weft_task *t, int result);
+static void finish_unrun(weft_loop *loop, weft_task *t);
+
+/* The next task to run in this turn, ready to be switched to, or NULL when
+ * the turn is over (nothing ready, or the budget is spent). */
+static weft_task *next_ready(weft_loop *loop) {
+  while (loop->budget > 0) {
+    weft__list *n = weft__list_pop_front(&loop->runq);
+    if (n == NULL)
+      return NULL;
+    loop->budget--;
+    weft_task *t = weft__container_of(n, weft_task, link);
+    if (prepare(loop, t))
+      return t;
+    finish_unrun(loop, t);
+  }
+  return NULL;
+}
+
+static inline void stall_begin(weft_loop *loop) {
+  if (loop->stall_ns)
+    loop->run_start = weft__clock_real_ns();
+}
+
+static inline void stall_end(weft_loop *loop, weft_task *t) {
+  if (loop->stall_ns) {
+    uint64_t ran = weft__clock_real_ns() - loop->run_start;
+    if (ran > loop->stall_ns)
+      weft__stall_check(loop, t, ran);
+  }
+}
+
+static inline void enter(weft_loop *loop, weft_task *to) {
+  loop->current = to;
+  if (to != NULL) {
+    to->state = WEFT__RUNNING;
+    loop->stats.switches++;
+    if (to->stack.kind == WEFT__STACK_CANARY && !weft__stack_canary_ok(&to->stack))
+      weft__stack_overflow(to, "the canary at the top of its stack was "
+                               "overwritten (a task on the stack above "
+                               "overflowed into it)");
+    stall_begin(loop);
+  }
+}
+
+/* Switches from the running context (`self`, NULL for the loop's) to `to`
+ * (NULL for the loop's) and returns when something switches back. */
+static void switch_to(weft_loop *loop, weft_task *self, weft_task *to) {
+  weft__ctx *from = self ? &self->ctx : &loop->ctx;
+  weft__ctx *dst = to ? &to->ctx : &loop->ctx;
+  enter(loop, to);
+  san_before(self, to, false);
+  weft__ctx_switch(from, dst);
+  san_after(self);
+}
+
+/* The running task gives up the CPU: it has already put itself on a wait
+ * list or the run queue. Returns when it runs again. */
+static void switch_out(weft_loop *loop, weft_task *self) {
+  stall_end(loop, self);
+  if (self->stack.kind == WEFT__STACK_CANARY) {
+    /* Without a guard page, catch a deep stack at the next switch instead. */
+    char *sp = __builtin_frame_address(0);
+    if (sp < self->stack.lo + 256)
+      weft__stack_overflow(self, "its stack pointer went below the stack");
+  }
+  weft_task *next = next_ready(loop);
+  if (next == self) {
+    enter(loop, self);
+    return;
+  }
+  switch_to(loop, self, next);
+}
+
+void weft__ready(weft_task *t) {
+  t->state = WEFT__READY;
+  weft__list_push_back(&t->loop->runq, &t->link);
+}
+
+void weft__wake(weft_task *t, int status) {
+  if (t->state != WEFT__WAITING)
+    return; /* already woken (wait_any), or running */
+  t->wake_status = status;
+  weft__ready(t);
+}
+
+void weft__waiters_complete_all(weft__list *head, int status) {
+  weft__list *n;
+  while ((n = weft__list_pop_front(head)) != NULL)
+    weft__waiter_complete(weft__container_of(n, weft__waiter, link), status);
+}
+
+int weft__checkpoint(weft_task *t) {
+  if (t->flags & WEFT__T_CANCELLED)
+    return WEFT_ECANCELED;
+  if (t->deadline != WEFT__NO_DEADLINE && t->deadline <= t->loop->now) {
+    weft__fire_deadline(t);
+    return WEFT_ETIMEDOUT;
+  }
+  return 0;
+}
+
+static int park(weft_loop *loop, weft_task *t, const char *what,
+                const void *on, int flags, uint64_t due) {
+  if (flags & WEFT__PARK_NOCANCEL) {
+    t->flags |= WEFT__T_NOCANCEL;
+  } else {
+    int rc = weft__checkpoint(t);
+    if (rc != 0)
+      return rc;
+    if (t->deadline < due)
+      due = t->deadline;
+    if (due != WEFT__NO_DEADLINE)
+      weft__timer_arm(loop, t, due);
+  }
+  t->state = WEFT__WAITING;
+  t->wait_what = what;
+  t->wait_on = on;
+  t->wake_status = 0;
+  switch_out(loop, t);
+  t->flags &= (uint8_t) ~(WEFT__T_NOCANCEL | WEFT__T_SLEEP);
+  t->wait_what = NULL;
+  t->wait_on = NULL;
+  if (t->heap_idx != 0)
+    weft__timer_disarm(loop, t);
+  return t->wake_status;
+}
+
+int weft__park(const char *what, const void *on, int flags) {
+  weft_loop *loop = weft__tls_loop;
+  weft_task *t = loop ? loop->current : NULL;
+  if (t == NULL)
+    return WEFT_ENOTASK;
+  return park(loop, t, what, on, flags, WEFT__NO_DEADLINE);
+}
+
+int weft__park_until(const char *what, const void *on, uint64_t due) {
+  weft_loop *loop = weft__tls_loop;
+  weft_task *t = loop ? loop->current : NULL;
+  if (t == NULL)
+    return WEFT_ENOTASK;
+  t->flags |= WEFT__T_SLEEP;
+  return park(loop, t, what, on, 0, due);
+}
+
+weft_task *weft__need_task(const char *fn_name) {
+  weft_loop *loop = weft__tls_loop;
+  weft_task *t = loop ? loop->current : NULL;
+#ifdef WEFT_DEBUG
+  if (t == NULL) {
+    fprintf(stderr, "weft: %s() called outside a task\n", fn_name);
+    assert(!"suspending call outside a task");
+  }
+#else
+  (void)fn_name;
+#endif
+  return t;
+}
+
+int weft_yield(void) {
+  WEFT__NEED_TASK(t);
+  int rc = weft__checkpoint(t);
+  if (rc != 0)
+    return rc;
+  weft__ready(t);
+  switch_out(t->loop, t);
+  return weft__checkpoint(t);
+}
+
+int weft_sleep(double seconds) {
+  WEFT__NEED_TASK(t);
+  if (!(seconds > 0)) /* also NaN */
+    return weft_yield();
+  weft_loop *loop = t->loop;
+  weft__loop_update_time(loop);
+  double ns = seconds * 1e9;
+  uint64_t due = ns >= (double)(UINT64_MAX - loop->now)
+                     ? WEFT__NO_DEADLINE - 1
+                     : loop->now + (uint64_t)ns;
+  for (;;) {
+    int rc = weft__park_until("sleep", NULL, due);
+    if (rc != 0)
+      return rc;
+    if (loop->now >= due)
+      return 0;
+    /* Woken early by nobody in particular (not expected): sleep on. */
+  }
+}
+
+/* ---- task start and end ---- */
+
+static void task_entry(void *p) {
+  weft_task *t = p;
+  san_after(t);
+  finish(t, t->fn(t->arg));
+}
+
+/* Everything that happens when a task's function has returned (or when it
+ * could not be started): waiters learn, owners are told, the descriptor goes
+ * if nobody holds it. Runs on the loop's thread. */
+static void complete(weft_loop *loop, weft_task *t, int result) {
+  t->result = result;
+  t->state = WEFT__DONE;
+  loop->tasks_running--;
+  weft__waiters_complete_all(&t->joiners, 0);
+  if (t->flags & WEFT__T_GROUP)
+    weft__group_child_done(t);
+  else if (t->flags & WEFT__T_DETACHED)
+    weft__task_release(t);
+}
+
+static void finish_unrun(weft_loop *loop, weft_task *t) {
+  complete(loop, t, WEFT_ENOMEM);
+}
+
+static void finish(weft_task *t, int result) {
+  weft_loop *loop = t->loop;
+  stall_end(loop, t);
+  weft__stack stack = t->stack;
+  t->stack.kind = WEFT__STACK_NONE;
+  if (!weft__stack_canary_ok(&stack))
+    weft__stack_overflow(t, "the canary at the top of its stack was "
+                            "overwritten");
+#ifdef WEFT__TSAN
+  dead_fiber = t->san_fiber; /* destroyed by whoever runs next */
+  t->san_fiber = NULL;
+#endif
+  complete(loop, t, result); /* may free t */
+  /* Choose the next context before giving this stack back, so the next task
+   * cannot be handed the stack we are still standing on. */
+  weft_task *next = next_ready(loop);
+  weft__stack_put(&loop->pool, &stack);
+  enter(loop, next);
+  san_before(NULL, next, true);
+  weft__ctx_jump(next ? &next->ctx : &loop->ctx);
+}
+
+/* ---- the loop side ---- */
+
+/* Runs ready tasks until none is ready or the turn's budget is spent. Called
+ * on the loop's own context. */
+void weft__run_ready(weft_loop *loop) {
+  loop->budget = WEFT__BUDGET;
+  weft_task *t = next_ready(loop);
+  if (t != NULL)
+    switch_to(loop, NULL, t);
+  loop->current = NULL;
+}

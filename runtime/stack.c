@@ -1,0 +1,295 @@
+/* weft — task stacks (see stack.h for the layout and docs/internals/stacks.md
+ * for why). Also the SIGSEGV handler that turns a hit on a guard page into a
+ * report naming the task that overflowed. */
+#define _GNU_SOURCE
+#include "stack.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13; older headers lack it */
+#endif
+
+size_t weft__page_size = 4096;
+
+/* Slots per chunk: 64 x 64 KiB = 4 MiB mappings. Big enough that a million
+ * stacks take ~16 000 mappings, small enough that a small program maps little. */
+#define SLOTS_PER_CHUNK 64
+
+size_t weft__stack_round(size_t size) {
+  size_t pg = weft__page_size;
+  if (size < 16 * 1024)
+    size = 16 * 1024;
+  return (size + pg - 1) & ~(pg - 1);
+}
+
+void weft__stack_pool_init(weft__stack_pool *p, size_t size, size_t cache_max,
+                           long mprotect_budget) {
+  long pg = sysconf(_SC_PAGESIZE);
+  if (pg > 0)
+    weft__page_size = (size_t)pg;
+  memset(p, 0, sizeof *p);
+  p->size = weft__stack_round(size);
+  p->cache_max = cache_max;
+  p->mprotect_budget = mprotect_budget;
+  p->madv_guard = -1;
+}
+
+static bool grow(void **arr, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap)
+    return true;
+  size_t n = *cap ? *cap * 2 : 64;
+  while (n < need)
+    n *= 2;
+  void *a = weft__realloc(*arr, n * elem);
+  if (a == NULL)
+    return false;
+  *arr = a;
+  *cap = n;
+  return true;
+}
+
+static void *map_stack_memory(size_t len) {
+  void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED)
+    return NULL;
+  /* A huge page would make every stack cost 2 MiB of RSS. */
+  (void)madvise(m, len, MADV_NOHUGEPAGE);
+  return m;
+}
+
+/* Puts a guard on the page at `pg`. Returns true when the page now faults. */
+static bool guard_page(weft__stack_pool *p, char *pg) {
+  if (p->madv_guard != 0) {
+    if (madvise(pg, weft__page_size, MADV_GUARD_INSTALL) == 0) {
+      p->madv_guard = 1;
+      return true;
+    }
+    p->madv_guard = 0; /* EINVAL: kernel too old; decided once */
+  }
+  if (p->mprotect_budget > 0 &&
+      mprotect(pg, weft__page_size, PROT_NONE) == 0) {
+    p->mprotect_budget--;
+    return true;
+  }
+  return false;
+}
+
+static int new_chunk(weft__stack_pool *p) {
+  if (!grow((void **)&p->chunks, &p->chunks_cap, p->chunks_len + 1,
+            sizeof *p->chunks))
+    return -ENOMEM;
+  size_t len = p->size * SLOTS_PER_CHUNK;
+  char *m = map_stack_memory(len);
+  if (m == NULL)
+    return -ENOMEM;
+  p->chunks[p->chunks_len++] = (weft__chunk){m, len};
+  p->carve = m;
+  p->carve_end = m + len;
+  /* A chunk's slots are all guarded by hardware or all by canary: mixed
+   * chunks would give away the VMA budget slot by slot for nothing. */
+  p->carve_guarded = p->madv_guard != 0 || p->mprotect_budget > 0;
+  return 0;
+}
+
+static void init_slot(weft__stack *s, char *base, size_t size, uint8_t kind,
+                      bool guarded) {
+  s->lo = base + weft__page_size;
+  s->hi = base + size - WEFT__CANARY_SIZE;
+  s->kind = kind;
+  s->guarded = guarded;
+  weft__stack_canary_set(s);
+}
+
+static int get_own(weft__stack_pool *p, size_t size, weft__stack *out) {
+  size = weft__stack_round(size);
+  char *m = map_stack_memory(size);
+  if (m == NULL)
+    return -ENOMEM;
+  bool g = guard_page(p, m);
+  init_slot(out, m, size, WEFT__STACK_OWN, g);
+  return 0;
+}
+
+int weft__stack_get(weft__stack_pool *p, size_t size, weft__stack *out) {
+  if (size != 0 && weft__stack_round(size) != p->size)
+    return get_own(p, size, out);
+  if (p->hot_len > 0) {
+    *out = p->hot[--p->hot_len];
+    return 0;
+  }
+  if (p->cold_len > 0) {
+    *out = p->cold[--p->cold_len];
+    weft__stack_canary_set(out); /* the page was given back: zero now */
+    return 0;
+  }
+  if (p->carve == p->carve_end) {
+    int rc = new_chunk(p);
+    if (rc != 0)
+      return rc;
+  }
+  char *base = p->carve;
+  p->carve += p->size;
+  bool g = p->carve_guarded && guard_page(p, base);
+  init_slot(out, base, p->size, g ? WEFT__STACK_GUARDED : WEFT__STACK_CANARY,
+            g);
+  p->mapped++;
+  return 0;
+}
+
+bool weft__stack_put(weft__stack_pool *p, const weft__stack *s) {
+  bool ok = weft__stack_canary_ok(s);
+  if (s->kind == WEFT__STACK_OWN) {
+    size_t len = (size_t)(s->hi + WEFT__CANARY_SIZE - (s->lo - weft__page_size));
+    munmap(s->lo - weft__page_size, len);
+    return ok;
+  }
+  if (!grow((void **)&p->hot, &p->hot_cap, p->hot_len + 1, sizeof *p->hot)) {
+    /* Cannot even remember it: give the memory back and leak the slot's
+     * address range, which is only address space. */
+    (void)madvise(s->lo, (size_t)(s->hi - s->lo), MADV_DONTNEED);
+    return ok;
+  }
+  p->hot[p->hot_len++] = *s;
+  return ok;
+}
+
+static int by_address(const void *a, const void *b) {
+  const weft__stack *x = a, *y = b;
+  return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void weft__stack_trim(weft__stack_pool *p) {
+  if (p->hot_len <= p->cache_max)
+    return;
+  size_t n = p->hot_len - p->cache_max;
+  if (!grow((void **)&p->cold, &p->cold_cap, p->cold_len + n, sizeof *p->cold))
+    return;
+  /* The bottom of the LIFO holds the stacks unused the longest. Sort them
+   * by address so that neighbouring slots go back in one madvise call. */
+  weft__stack *old = p->hot;
+  qsort(old, n, sizeof *old, by_address);
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i + 1;
+    while (j < n && old[j].lo == old[j - 1].lo + p->size)
+      j++;
+    char *from = old[i].lo;
+    char *to = old[j - 1].hi + WEFT__CANARY_SIZE;
+    (void)madvise(from, (size_t)(to - from), MADV_DONTNEED);
+    i = j;
+  }
+  memcpy(p->cold + p->cold_len, old, n * sizeof *old);
+  p->cold_len += n;
+  memmove(p->hot, p->hot + n, (p->hot_len - n) * sizeof *p->hot);
+  p->hot_len -= n;
+}
+
+void weft__stack_pool_fini(weft__stack_pool *p) {
+  for (size_t i = 0; i < p->chunks_len; i++)
+    munmap(p->chunks[i].base, p->chunks[i].len);
+  weft__free(p->chunks);
+  weft__free(p->hot);
+  weft__free(p->cold);
+  memset(p, 0, sizeof *p);
+}
+
+/* ---- overflow reports ---- */
+
+static void write_all(const char *s) {
+  size_t n = strlen(s);
+  while (n > 0) {
+    ssize_t w = write(STDERR_FILENO, s, n);
+    if (w <= 0)
+      return;
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+void weft__stack_overflow(weft_task *t, const char *how) {
+  char buf[512];
+  snprintf(buf, sizeof buf,
+           "weft: stack overflow in task %llu '%s' (spawned at %s): %s; "
+           "its stack is %zu bytes (weft_task_opts.stack_size or "
+           "weft_loop_opts.stack_size sets it)\n",
+           (unsigned long long)t->id, weft_task_name(t), t->site, how,
+           (size_t)(t->stack.hi - t->stack.lo) + weft__page_size +
+               WEFT__CANARY_SIZE);
+  write_all(buf);
+  abort();
+}
+
+/* The SIGSEGV handler runs on an alternate stack (the overflowed one has no
+ * room). If the fault hit the guard page of the running task's stack, it
+ * names the task and aborts; any other fault goes to the handler that was
+ * there before, or to the default action. */
+static struct sigaction old_segv;
+static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+
+static void segv_handler(int sig, siginfo_t *si, void *uc) {
+  weft_loop *loop = weft__tls_loop;
+  weft_task *t = loop ? loop->current : NULL;
+  if (t != NULL && t->stack.guarded) {
+    char *a = si->si_addr;
+    if (a >= t->stack.lo - weft__page_size && a < t->stack.lo)
+      weft__stack_overflow(t, "it ran into the guard page below its stack");
+  }
+  if (old_segv.sa_flags & SA_SIGINFO) {
+    if (old_segv.sa_sigaction) {
+      old_segv.sa_sigaction(sig, si, uc);
+      return;
+    }
+  } else if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+    old_segv.sa_handler(sig);
+    return;
+  }
+  /* Let the fault happen again with the default action (a core dump). */
+  signal(sig, SIG_DFL);
+}
+
+static void install_segv(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = segv_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+/* Gives the thread an alternate signal stack if it has none; returns the
+ * memory to free at loop end, or NULL. */
+void *weft__sigaltstack_install(void) {
+  pthread_once(&segv_once, install_segv);
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
+    return NULL;
+  size_t len = 64 * 1024;
+  void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    return NULL;
+  stack_t ss = {.ss_sp = m, .ss_size = len, .ss_flags = 0};
+  if (sigaltstack(&ss, NULL) != 0) {
+    munmap(m, len);
+    return NULL;
+  }
+  return m;
+}
+
+void weft__sigaltstack_remove(void *m) {
+  if (m == NULL)
+    return;
+  stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+  sigaltstack(&ss, NULL);
+  munmap(m, 64 * 1024);
+}
