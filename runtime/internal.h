@@ -136,6 +136,7 @@ struct weft_loop {
   struct event *notify_ev;
 
   weft__stack_pool pool;
+  weft__stack dead_stack; /* of the task that just returned; freed off it */
 
   weft__list tasks; /* every live task */
   uint64_t tasks_running; /* spawned and not returned */

@@ -170,11 +170,20 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   loop->next_id = 1;
   loop->dbg_out = stderr;
   pthread_mutex_init(&loop->tslock, NULL);
+  /* WEFT_STACK_GUARD=mprotect|canary forces the fallbacks a kernel without
+   * MADV_GUARD_INSTALL uses, to test them on a new one. */
+  const char *guard = getenv("WEFT_STACK_GUARD");
   weft__stack_pool_init(&loop->pool, o.stack_size ? o.stack_size : 64 * 1024,
                         o.stack_cache ? o.stack_cache : 1024,
                         o.mprotect_guards == 0 ? 8192
                         : o.mprotect_guards < 0 ? 0
                                                 : o.mprotect_guards);
+  if (guard != NULL && strcmp(guard, "mprotect") == 0) {
+    loop->pool.madv_guard = 0;
+  } else if (guard != NULL && strcmp(guard, "canary") == 0) {
+    loop->pool.madv_guard = 0;
+    loop->pool.mprotect_budget = 0;
+  }
 
   int rc = WEFT_ENOMEM;
   struct event_config *cfg = event_config_new();

@@ -60,8 +60,15 @@ static inline void san_before(weft_task *from, weft_task *to, bool dying) {
 #endif
 }
 
-static inline void san_after(weft_task *self) {
+/* Runs in whatever context a switch lands in. A task that just finished
+ * could not give its own stack back while standing on it; do it here. */
+static inline void after_switch(weft_task *self) {
   (void)self;
+  weft_loop *loop = weft__tls_loop;
+  if (loop->dead_stack.kind != WEFT__STACK_NONE) {
+    weft__stack_put(&loop->pool, &loop->dead_stack);
+    loop->dead_stack.kind = WEFT__STACK_NONE;
+  }
 #ifdef WEFT__ASAN
   const void *old_bottom;
   size_t old_size;
@@ -160,7 +167,7 @@ static void switch_to(weft_loop *loop, weft_task *self, weft_task *to) {
   enter(loop, to);
   san_before(self, to, false);
   weft__ctx_switch(from, dst);
-  san_after(self);
+  after_switch(self);
 }
 
 /* The running task gives up the CPU: it has already put itself on a wait
@@ -300,7 +307,7 @@ int weft_sleep(double seconds) {
 
 static void task_entry(void *p) {
   weft_task *t = p;
-  san_after(t);
+  after_switch(t);
   finish(t, t->fn(t->arg));
 }
 
@@ -335,10 +342,9 @@ static void finish(weft_task *t, int result) {
   t->san_fiber = NULL;
 #endif
   complete(loop, t, result); /* may free t */
-  /* Choose the next context before giving this stack back, so the next task
-   * cannot be handed the stack we are still standing on. */
+  /* The stack goes back to the pool once we are off it (after_switch). */
+  loop->dead_stack = stack;
   weft_task *next = next_ready(loop);
-  weft__stack_put(&loop->pool, &stack);
   enter(loop, next);
   san_before(NULL, next, true);
   weft__ctx_jump(next ? &next->ctx : &loop->ctx);
@@ -354,4 +360,5 @@ void weft__run_ready(weft_loop *loop) {
   if (t != NULL)
     switch_to(loop, NULL, t);
   loop->current = NULL;
+  assert(loop->dead_stack.kind == WEFT__STACK_NONE);
 }

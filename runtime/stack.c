@@ -239,10 +239,18 @@ static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
 static void segv_handler(int sig, siginfo_t *si, void *uc) {
   weft_loop *loop = weft__tls_loop;
   weft_task *t = loop ? loop->current : NULL;
-  if (t != NULL && t->stack.guarded) {
+  if (t != NULL && t->stack.kind != WEFT__STACK_NONE) {
     char *a = si->si_addr;
-    if (a >= t->stack.lo - weft__page_size && a < t->stack.lo)
+    if (t->stack.guarded && a >= t->stack.lo - weft__page_size &&
+        a < t->stack.lo)
       weft__stack_overflow(t, "it ran into the guard page below its stack");
+    /* No guard: a runaway recursion runs through the stacks below until it
+     * reaches unmapped memory. A fault below the running task's stack is
+     * still best explained by that. */
+    if (!t->stack.guarded && a < t->stack.lo &&
+        a >= t->stack.lo - 64 * 1024 * 1024)
+      weft__stack_overflow(t, "it ran below its stack (no guard page: "
+                              "other stacks may be damaged)");
   }
   if (old_segv.sa_flags & SA_SIGINFO) {
     if (old_segv.sa_sigaction) {

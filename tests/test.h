@@ -119,8 +119,11 @@ static inline int t_main(const char *suite, const t_case *cases) {
   if (CU_initialize_registry() != CUE_SUCCESS)
     return 2;
   CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+  /* T_ONLY=name runs one case, for debugging. */
+  const char *only = getenv("T_ONLY");
   for (const t_case *c = cases; c->name; c++)
-    CU_add_test(s, c->name, c->fn);
+    if (only == NULL || strcmp(only, c->name) == 0)
+      CU_add_test(s, c->name, c->fn);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
   unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
