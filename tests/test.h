@@ -36,12 +36,13 @@ static inline void t__fail(const char *file, int line, const char *fmt, ...) {
   CU_assertImplementation(CU_FALSE, (unsigned)line, buf, file, "", CU_FALSE);
 }
 
-/* Integer comparisons; both sides are printed on failure. */
+/* Numeric comparisons (integers or floating point: long double holds
+ * every 64-bit integer exactly); both sides are printed on failure. */
 #define T_CMP(a, op, b)                                                        \
   do {                                                                         \
-    long long t_a_ = (long long)(a), t_b_ = (long long)(b);                    \
+    long double t_a_ = (long double)(a), t_b_ = (long double)(b);              \
     if (!(t_a_ op t_b_))                                                       \
-      t__fail(__FILE__, __LINE__, "%s %s %s (%lld vs %lld)", #a, #op, #b,      \
+      t__fail(__FILE__, __LINE__, "%s %s %s (%.17Lg vs %.17Lg)", #a, #op, #b,  \
               t_a_, t_b_);                                                     \
   } while (0)
 #define T_EQ(a, b) T_CMP(a, ==, b)
