@@ -13,6 +13,8 @@ int weft_stall_detector(weft_loop *loop, double threshold) {
   if (loop == NULL || !(threshold >= 0))
     return WEFT_EINVAL;
   loop->stall_ns = (uint64_t)(threshold * 1e9);
+  /* The running task (if any) is timed from now, not from the epoch. */
+  loop->run_start = weft__clock_real_ns();
   return 0;
 }
 

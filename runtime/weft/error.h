@@ -76,8 +76,8 @@ enum {
  * error". The string is static: never free it. */
 WEFT_EXTERN const char *weft_strerror(int code);
 
-/* Returns the code's name ("WEFT_ETIMEDOUT"), "WEFT_E<errno>" for other
- * errno values, or "WEFT_EUNKNOWN". Static string. */
+/* Returns the code's name ("WEFT_ETIMEDOUT"), or "WEFT_EUNKNOWN" for a code
+ * outside the list (weft_strerror still describes any errno). Static string. */
 WEFT_EXTERN const char *weft_err_name(int code);
 
 #ifdef __cplusplus
