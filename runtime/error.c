@@ -1,4 +1,5 @@
 /* weft — error names and messages, generated from WEFT_ERRNO_MAP. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
 
@@ -16,8 +17,13 @@ const char *weft_strerror(int code) {
   case 0:
     return "success";
   }
-  if (code < 0 && code > -4000)
-    return strerror(-code); /* glibc: static strings for known errnos */
+  if (code < 0 && code > -4000) {
+    /* strerror() may format unknown numbers into a buffer the next call
+     * reuses; the description table is static. */
+    const char *d = strerrordesc_np(-code);
+    if (d != NULL)
+      return d;
+  }
   return "unknown error";
 }
 

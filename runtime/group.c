@@ -108,10 +108,8 @@ int weft_group_wait(weft_group *g) {
     park_until_empty(g, self, WEFT__PARK_NOCANCEL, &rc);
   }
   int result = rc != 0 ? rc : g->first_error;
-  /* The group is reusable: forget this round. */
-  weft__list *n;
-  while ((n = weft__list_pop_front(&g->kept)) != NULL)
-    weft__task_free(weft__container_of(n, weft_task, group_link));
+  /* The group is reusable: forget this round's failure. Handles given out
+   * stay valid until the group is freed, so results can be read. */
   g->first_error = 0;
   g->cancelled = false;
   return result;

@@ -20,8 +20,9 @@ typedef struct weft_group weft_group;
 WEFT_EXTERN WEFT_NODISCARD int weft_group_new(weft_group **out);
 
 /* Spawns fn(arg) into the group. `out` (may be NULL) receives a borrowed
- * handle, valid until weft_group_wait() returns: it may be cancelled or
- * inspected, not joined or detached. Returns 0, WEFT_ENOMEM, or
+ * handle, valid until weft_group_free(): it may be cancelled or inspected
+ * (weft_task_done, weft_task_result), not joined or detached; a child whose
+ * handle was asked for keeps its small descriptor until then. Returns 0, WEFT_ENOMEM, or
  * WEFT_ECANCELED when the group is already failing or cancelled (fn is
  * then not run: free what arg holds). */
 #define weft_group_spawn(g, out, fn, arg)                                      \
@@ -42,7 +43,8 @@ WEFT_EXTERN WEFT_NODISCARD int weft_group_spawn_at(weft_group *g,
  */
 WEFT_EXTERN WEFT_NODISCARD int weft_group_wait(weft_group *g);
 
-/* Cancels every child, and every child spawned later. */
+/* Cancels every child; spawns fail with WEFT_ECANCELED until the next
+ * weft_group_wait() returns. */
 WEFT_EXTERN void weft_group_cancel(weft_group *g);
 
 /* Children that have not returned yet. */

@@ -24,11 +24,11 @@ static void test_names_and_messages(void) {
 }
 
 static void test_unknown(void) {
-  T_STREQ(weft_strerror(-3999), strerror(3999));
+  T_STREQ(weft_strerror(-3999), "unknown error");
   T_STREQ(weft_strerror(-999999), "unknown error");
   T_STREQ(weft_err_name(-999999), "WEFT_EUNKNOWN");
   T_STREQ(weft_strerror(0), "success");
-  T_STREQ(weft_strerror(-EDOM), strerror(EDOM)); /* any errno is named */
+  T_STREQ(weft_strerror(-EDOM), "Numerical argument out of domain");
   T_STREQ(weft_version(), WEFT_VERSION_STRING);
 }
 
