@@ -31,10 +31,10 @@
 struct weft_queue {
   weft_loop *loop;
   void **ring;
-  size_t ring_size; /* slots allocated */
-  size_t head;      /* index of the oldest item */
-  size_t len;       /* items held */
-  size_t capacity;  /* 0: unbounded */
+  size_t ring_size;  /* slots allocated */
+  size_t head;       /* index of the oldest item */
+  size_t len;        /* items held */
+  size_t capacity;   /* 0: unbounded */
   size_t unfinished; /* items put and not yet marked done */
   bool closed;
   weft__list getters;

@@ -270,7 +270,8 @@ static int queue_get_cancel_main(void *arg) {
   T_OK(weft_queue_put(q, ITEM(2)));
   int r1 = finish(t1);
   settle();
-  int got = (r1 == 0 && a1.item == ITEM(2)) + (a2.returned && a2.item == ITEM(2));
+  int got =
+      (r1 == 0 && a1.item == ITEM(2)) + (a2.returned && a2.item == ITEM(2));
   T_EQ(got, 1);
   if (r1 != 0) {
     T_RC(r1, WEFT_ECANCELED);
