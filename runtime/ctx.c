@@ -38,7 +38,8 @@ int weft__ctx_make(weft__ctx *c, char *lo, char *hi, void (*entry)(void *),
   sp[11] = (void *)weft__ctx_start;
   c->sp = sp;
 #else
-#error "no assembly context backend for this target: configure with -DWEFT_CONTEXT=ucontext"
+#error                                                                         \
+    "no assembly context backend for this target: configure with -DWEFT_CONTEXT=ucontext"
 #endif
   return 0;
 }

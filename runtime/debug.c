@@ -120,4 +120,6 @@ void weft__debug_init(weft_loop *loop) {
     (void)weft_dump_on_sigusr1(loop, true);
 }
 
-void weft__debug_fini(weft_loop *loop) { (void)weft_dump_on_sigusr1(loop, false); }
+void weft__debug_fini(weft_loop *loop) {
+  (void)weft_dump_on_sigusr1(loop, false);
+}

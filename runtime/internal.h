@@ -3,7 +3,8 @@
  * (sync, future, join, group, and the net layer later) is built on.
  *
  * The waiter protocol:
- *   1. the primitive links a weft__waiter (in its own frame) into its wait list;
+ *   1. the primitive links a weft__waiter (in its own frame) into its wait
+ * list;
  *   2. it calls weft__park(), which suspends the task;
  *   3. a waker unlinks the waiter and calls weft__waiter_complete(), which
  *      marks it done (with a status and optional data) and readies the task;
@@ -87,7 +88,7 @@ struct weft_task {
   weft__list joiners; /* waiters of weft_join / weft_wait_any */
   weft_group *group;
   weft__list group_link;
-  weft__list all_link; /* loop->tasks, for dumps and shutdown */
+  weft__list all_link;   /* loop->tasks, for dumps and shutdown */
   const char *wait_what; /* what the task is parked on, for dumps */
   const void *wait_on;
   const char *site;
@@ -138,7 +139,7 @@ struct weft_loop {
   weft__stack_pool pool;
   weft__stack dead_stack; /* of the task that just returned; freed off it */
 
-  weft__list tasks; /* every live task */
+  weft__list tasks;       /* every live task */
   uint64_t tasks_running; /* spawned and not returned */
   uint64_t next_id;
   bool running;
@@ -253,7 +254,8 @@ void weft__debug_fini(weft_loop *loop);
 void weft__signal_fini(weft_loop *loop);
 
 /* Stack overflow reporting (stack.c). */
-void weft__stack_overflow(weft_task *t, const char *how) __attribute__((noreturn));
+void weft__stack_overflow(weft_task *t, const char *how)
+    __attribute__((noreturn));
 void *weft__sigaltstack_install(void);
 void weft__sigaltstack_remove(void *mem);
 

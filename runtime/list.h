@@ -13,15 +13,19 @@ typedef struct weft__list {
 } weft__list;
 
 #define weft__container_of(ptr, type, member)                                  \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+  ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void weft__list_init(weft__list *h) { h->next = h->prev = h; }
 
-static inline bool weft__list_empty(const weft__list *h) { return h->next == h; }
+static inline bool weft__list_empty(const weft__list *h) {
+  return h->next == h;
+}
 
 /* True when the node is on a list (nodes are initialised to point at
  * themselves and reset when removed). */
-static inline bool weft__list_linked(const weft__list *n) { return n->next != n; }
+static inline bool weft__list_linked(const weft__list *n) {
+  return n->next != n;
+}
 
 static inline void weft__list_push_back(weft__list *h, weft__list *n) {
   n->prev = h->prev;

@@ -104,7 +104,8 @@ static void arm_wakeup(weft_loop *loop, uint64_t due) {
   uint64_t now = weft__clock_real_ns();
   uint64_t d = due > now ? due - now : 0;
   struct timeval tv = {.tv_sec = (time_t)(d / 1000000000u),
-                       .tv_usec = (suseconds_t)((d % 1000000000u + 999) / 1000)};
+                       .tv_usec =
+                           (suseconds_t)((d % 1000000000u + 999) / 1000)};
   if (tv.tv_usec >= 1000000) {
     tv.tv_sec++;
     tv.tv_usec -= 1000000;
@@ -175,7 +176,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   const char *guard = getenv("WEFT_STACK_GUARD");
   weft__stack_pool_init(&loop->pool, o.stack_size ? o.stack_size : 64 * 1024,
                         o.stack_cache ? o.stack_cache : 1024,
-                        o.mprotect_guards == 0 ? 8192
+                        o.mprotect_guards == 0  ? 8192
                         : o.mprotect_guards < 0 ? 0
                                                 : o.mprotect_guards);
   if (guard != NULL && strcmp(guard, "mprotect") == 0) {
@@ -366,7 +367,8 @@ int weft_clock_advance(weft_loop *loop, double seconds) {
 
 void weft_loop_stats(weft_loop *loop, weft_stats *out) {
   *out = loop->stats;
-  out->objects_alive = __atomic_load_n(&loop->stats.objects_alive, __ATOMIC_ACQUIRE);
+  out->objects_alive =
+      __atomic_load_n(&loop->stats.objects_alive, __ATOMIC_ACQUIRE);
   out->stacks_mapped = loop->pool.mapped;
   out->stacks_cached = loop->pool.hot_len;
 }

@@ -9,8 +9,8 @@
  */
 #define _GNU_SOURCE
 #include <assert.h>
-#include <stdio.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,7 +151,8 @@ static inline void enter(weft_loop *loop, weft_task *to) {
   if (to != NULL) {
     to->state = WEFT__RUNNING;
     loop->stats.switches++;
-    if (to->stack.kind == WEFT__STACK_CANARY && !weft__stack_canary_ok(&to->stack))
+    if (to->stack.kind == WEFT__STACK_CANARY &&
+        !weft__stack_canary_ok(&to->stack))
       weft__stack_overflow(to, "the canary at the top of its stack was "
                                "overwritten (a task on the stack above "
                                "overflowed into it)");
@@ -216,8 +217,8 @@ int weft__checkpoint(weft_task *t) {
   return 0;
 }
 
-static int park(weft_loop *loop, weft_task *t, const char *what,
-                const void *on, int flags, uint64_t due) {
+static int park(weft_loop *loop, weft_task *t, const char *what, const void *on,
+                int flags, uint64_t due) {
   if (flags & WEFT__PARK_NOCANCEL) {
     t->flags |= WEFT__T_NOCANCEL;
   } else {

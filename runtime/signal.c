@@ -116,6 +116,6 @@ void weft__signal_fini(weft_loop *loop) {
     loop->sig = NULL;
   }
   weft_loop *me = loop;
-  __atomic_compare_exchange_n(&signal_owner, &me, NULL, false,
-                              __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  __atomic_compare_exchange_n(&signal_owner, &me, NULL, false, __ATOMIC_ACQ_REL,
+                              __ATOMIC_ACQUIRE);
 }

@@ -21,7 +21,8 @@
 size_t weft__page_size = 4096;
 
 /* Slots per chunk: 64 x 64 KiB = 4 MiB mappings. Big enough that a million
- * stacks take ~16 000 mappings, small enough that a small program maps little. */
+ * stacks take ~16 000 mappings, small enough that a small program maps little.
+ */
 #define SLOTS_PER_CHUNK 64
 
 size_t weft__stack_round(size_t size) {
@@ -76,8 +77,7 @@ static bool guard_page(weft__stack_pool *p, char *pg) {
     }
     p->madv_guard = 0; /* EINVAL: kernel too old; decided once */
   }
-  if (p->mprotect_budget > 0 &&
-      mprotect(pg, weft__page_size, PROT_NONE) == 0) {
+  if (p->mprotect_budget > 0 && mprotect(pg, weft__page_size, PROT_NONE) == 0) {
     p->mprotect_budget--;
     return true;
   }
@@ -149,7 +149,8 @@ int weft__stack_get(weft__stack_pool *p, size_t size, weft__stack *out) {
 bool weft__stack_put(weft__stack_pool *p, const weft__stack *s) {
   bool ok = weft__stack_canary_ok(s);
   if (s->kind == WEFT__STACK_OWN) {
-    size_t len = (size_t)(s->hi + WEFT__CANARY_SIZE - (s->lo - weft__page_size));
+    size_t len =
+        (size_t)(s->hi + WEFT__CANARY_SIZE - (s->lo - weft__page_size));
     munmap(s->lo - weft__page_size, len);
     return ok;
   }
@@ -282,8 +283,8 @@ void *weft__sigaltstack_install(void) {
   if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
     return NULL;
   size_t len = 64 * 1024;
-  void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
   if (m == MAP_FAILED)
     return NULL;
   stack_t ss = {.ss_sp = m, .ss_size = len, .ss_flags = 0};

@@ -46,7 +46,7 @@ typedef struct weft__stack_pool {
   size_t cold_len, cold_cap;
   weft__chunk *chunks;
   size_t chunks_len, chunks_cap;
-  char *carve;        /* next slot to carve in the newest chunk */
+  char *carve; /* next slot to carve in the newest chunk */
   char *carve_end;
   bool carve_guarded; /* the newest chunk's slots get hardware guards */
   uint64_t mapped;    /* slots carved so far */

@@ -127,7 +127,8 @@ static inline int t_main(const char *suite, const t_case *cases) {
       CU_add_test(s, c->name, c->fn);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
-  unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+  unsigned failed =
+      CU_get_number_of_failures() + CU_get_number_of_tests_failed();
   CU_cleanup_registry();
   return failed ? 1 : 0;
 }

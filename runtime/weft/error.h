@@ -62,7 +62,7 @@ extern "C" {
   XX(ECRASHED, -4006, "worker crashed")                                        \
   XX(EBADMSG, -4007, "malformed message")                                      \
   XX(ELIMIT, -4008, "limit exceeded")                                          \
-  XX(EWRONGLOOP, -4009, "object belongs to another loop")                     \
+  XX(EWRONGLOOP, -4009, "object belongs to another loop")                      \
   XX(ENOLOOP, -4010, "no weft loop runs on this thread")
 
 enum {

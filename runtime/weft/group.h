@@ -22,16 +22,14 @@ WEFT_EXTERN WEFT_NODISCARD int weft_group_new(weft_group **out);
 /* Spawns fn(arg) into the group. `out` (may be NULL) receives a borrowed
  * handle, valid until weft_group_free(): it may be cancelled or inspected
  * (weft_task_done, weft_task_result), not joined or detached; a child whose
- * handle was asked for keeps its small descriptor until then. Returns 0, WEFT_ENOMEM, or
- * WEFT_ECANCELED when the group is already failing or cancelled (fn is
- * then not run: free what arg holds). */
+ * handle was asked for keeps its small descriptor until then. Returns 0,
+ * WEFT_ENOMEM, or WEFT_ECANCELED when the group is already failing or cancelled
+ * (fn is then not run: free what arg holds). */
 #define weft_group_spawn(g, out, fn, arg)                                      \
   weft_group_spawn_at((g), (out), (fn), (arg), NULL, WEFT_SITE)
-WEFT_EXTERN WEFT_NODISCARD int weft_group_spawn_at(weft_group *g,
-                                                   weft_task **out,
-                                                   weft_task_fn fn, void *arg,
-                                                   const weft_task_opts *opts,
-                                                   const char *site);
+WEFT_EXTERN WEFT_NODISCARD int
+weft_group_spawn_at(weft_group *g, weft_task **out, weft_task_fn fn, void *arg,
+                    const weft_task_opts *opts, const char *site);
 
 /*
  * Waits until every child has returned. May suspend. Returns 0 when all

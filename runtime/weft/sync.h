@@ -27,7 +27,8 @@ typedef struct weft_queue weft_queue;
  * calling thread's loop. Memory for the items grows as they arrive, so a
  * large bound costs nothing until used. Returns 0, WEFT_ENOMEM,
  * WEFT_ENOLOOP. */
-WEFT_EXTERN WEFT_NODISCARD int weft_queue_new(weft_queue **out, size_t capacity);
+WEFT_EXTERN WEFT_NODISCARD int weft_queue_new(weft_queue **out,
+                                              size_t capacity);
 /* Frees the queue (NULL ok). Waiting tasks wake with WEFT_ECANCELED; items
  * still queued are dropped (the queue never owns what they point to). */
 WEFT_EXTERN void weft_queue_free(weft_queue *q);

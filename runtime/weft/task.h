@@ -53,7 +53,8 @@ typedef struct weft_task_opts {
  * loop's pool when it first runs and returned when it returns.
  * Returns 0, WEFT_ENOMEM, WEFT_EINVAL (fn NULL), or WEFT_ENOLOOP.
  */
-#define weft_spawn(out, fn, arg) weft_spawn_at((out), (fn), (arg), NULL, WEFT_SITE)
+#define weft_spawn(out, fn, arg)                                               \
+  weft_spawn_at((out), (fn), (arg), NULL, WEFT_SITE)
 #define weft_spawn_opts(out, fn, arg, opts)                                    \
   weft_spawn_at((out), (fn), (arg), (opts), WEFT_SITE)
 WEFT_EXTERN WEFT_NODISCARD int weft_spawn_at(weft_task **out, weft_task_fn fn,

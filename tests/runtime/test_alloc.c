@@ -4,9 +4,9 @@
 
 #include "test.h"
 
-static long live;       /* allocations not yet freed */
-static long countdown;  /* allocations left before failing; <0: never */
-static long failures;   /* allocations refused */
+static long live;      /* allocations not yet freed */
+static long countdown; /* allocations left before failing; <0: never */
+static long failures;  /* allocations refused */
 
 static void *f_malloc(size_t n) {
   if (countdown == 0) {
@@ -124,8 +124,8 @@ static void test_every_allocation_fails_once(void) {
     if (rc == WEFT_ENOMEM)
       enomem_runs++;
     if (live != 0)
-      t__fail(__FILE__, __LINE__, "allocation %ld failed: %ld blocks leaked",
-              k, live);
+      t__fail(__FILE__, __LINE__, "allocation %ld failed: %ld blocks leaked", k,
+              live);
   }
   T_EQ(ok_runs, 1);
   T_GT(enomem_runs, 5);

@@ -75,7 +75,9 @@ static int m_cancel_await(void *arg) {
   weft_future_free(f);
   return 0;
 }
-static void test_cancel_await(void) { T_EQ(t_run_virtual(m_cancel_await, NULL), 0); }
+static void test_cancel_await(void) {
+  T_EQ(t_run_virtual(m_cancel_await, NULL), 0);
+}
 
 /* 8 threads settle 8 futures each, all at once, while tasks await them. */
 enum { THREADS = 8, PER = 500 };
@@ -125,7 +127,9 @@ static int m_threads(void *arg) {
   free(t);
   return 0;
 }
-static void test_resolve_from_8_threads(void) { T_EQ(t_run(m_threads, NULL), 0); }
+static void test_resolve_from_8_threads(void) {
+  T_EQ(t_run(m_threads, NULL), 0);
+}
 
 /* The awaiting task gives up (times out) and drops its reference; the
  * thread still holds one and resolves later: no use after free. */
@@ -159,12 +163,13 @@ static void test_outside(void) {
   T_RC(weft_future_new(&f), WEFT_ENOLOOP);
 }
 
-static const t_case cases[] = {{"basic", test_basic},
-                               {"many_awaiters", test_many_awaiters},
-                               {"cancel_await", test_cancel_await},
-                               {"resolve_from_8_threads", test_resolve_from_8_threads},
-                               {"abandoned_future", test_abandoned_future},
-                               {"outside", test_outside},
-                               {NULL, NULL}};
+static const t_case cases[] = {
+    {"basic", test_basic},
+    {"many_awaiters", test_many_awaiters},
+    {"cancel_await", test_cancel_await},
+    {"resolve_from_8_threads", test_resolve_from_8_threads},
+    {"abandoned_future", test_abandoned_future},
+    {"outside", test_outside},
+    {NULL, NULL}};
 
 T_MAIN("runtime-future", cases)

@@ -38,7 +38,8 @@ static int m_second_fails(void *arg) {
   (void)arg;
   weft_group *g;
   T_OK(weft_group_new(&g));
-  child_arg c[4] = {{10, 0, 0}, {1, WEFT_EIO, 0}, {20, 0, 0}, {2, WEFT_EPIPE, 0}};
+  child_arg c[4] = {
+      {10, 0, 0}, {1, WEFT_EIO, 0}, {20, 0, 0}, {2, WEFT_EPIPE, 0}};
   weft_task *h[4];
   for (int i = 0; i < 4; i++)
     T_OK(weft_group_spawn(g, &h[i], child, &c[i]));
@@ -177,7 +178,9 @@ static int m_cancel_free(void *arg) {
   T_EQ(c[0].cleaned + c[1].cleaned, 2);
   return 0;
 }
-static void test_cancel_and_free(void) { T_EQ(t_run_virtual(m_cancel_free, NULL), 0); }
+static void test_cancel_and_free(void) {
+  T_EQ(t_run_virtual(m_cancel_free, NULL), 0);
+}
 
 /* gather: results in order; 1 000 one-second tasks take one second. */
 static int sleep_ret(void *arg) {
@@ -219,7 +222,9 @@ static int m_gather_real(void *arg) {
   T_LT(dt, 1.5);
   return 0;
 }
-static void test_gather_real_clock(void) { T_EQ(t_run(m_gather_real, NULL), 0); }
+static void test_gather_real_clock(void) {
+  T_EQ(t_run(m_gather_real, NULL), 0);
+}
 
 static const t_case cases[] = {
     {"all_ok", test_all_ok},

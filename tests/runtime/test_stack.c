@@ -110,7 +110,8 @@ static void overflow_child(const char *guard, const char *mode,
   char buf[4096] = {0};
   size_t n = 0;
   ssize_t r;
-  while (n < sizeof buf - 1 && (r = read(p[0], buf + n, sizeof buf - 1 - n)) > 0)
+  while (n < sizeof buf - 1 &&
+         (r = read(p[0], buf + n, sizeof buf - 1 - n)) > 0)
     n += (size_t)r;
   close(p[0]);
   int st;

@@ -145,7 +145,9 @@ static int m_sleep_order(void *arg) {
     T_EQ(wake_order[i], (i + 1) * 10);
   return 0;
 }
-static void test_sleep_order(void) { T_EQ(t_run_virtual(m_sleep_order, NULL), 0); }
+static void test_sleep_order(void) {
+  T_EQ(t_run_virtual(m_sleep_order, NULL), 0);
+}
 
 /* ---- cancellation ---- */
 
@@ -169,7 +171,9 @@ static int m_cancel_sleep(void *arg) {
   T_EQ(r, WEFT_ECANCELED);
   return 0;
 }
-static void test_cancel_sleep(void) { T_EQ(t_run_virtual(m_cancel_sleep, NULL), 0); }
+static void test_cancel_sleep(void) {
+  T_EQ(t_run_virtual(m_cancel_sleep, NULL), 0);
+}
 
 static int join_target(void *arg) {
   weft_task *target = arg;
@@ -194,7 +198,9 @@ static int m_cancel_join(void *arg) {
   T_EQ(r, 0);
   return 0;
 }
-static void test_cancel_join(void) { T_EQ(t_run_virtual(m_cancel_join, NULL), 0); }
+static void test_cancel_join(void) {
+  T_EQ(t_run_virtual(m_cancel_join, NULL), 0);
+}
 
 /* A task cancelled before it ever ran still runs (so it can free its arg),
  * and its first suspension fails. */
@@ -316,7 +322,7 @@ static int m_wait_for(void *arg) {
   t0 = weft_now();
   T_RC(weft_wait_for(slow_cleanup, &cleaned, 60, &r), WEFT_ETIMEDOUT);
   T_NEAR(weft_now() - t0, 60, 1e-6); /* a 60 s timeout, in simulated time */
-  T_EQ(cleaned, 1); /* the child was cancelled and awaited */
+  T_EQ(cleaned, 1);                  /* the child was cancelled and awaited */
   T_EQ(r, WEFT_ECANCELED);
   return 0;
 }

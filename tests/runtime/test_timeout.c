@@ -58,7 +58,9 @@ static int m_inner_first(void *arg) {
   T_RC(weft_timeout_exit(&outer), WEFT_ETIMEDOUT);
   return 0;
 }
-static void test_inner_first(void) { T_EQ(t_run_virtual(m_inner_first, NULL), 0); }
+static void test_inner_first(void) {
+  T_EQ(t_run_virtual(m_inner_first, NULL), 0);
+}
 
 /* Outer shorter than inner: the outer fires; the inner scope must not
  * claim it, and after the inner exits the outer is still expired. */
@@ -73,7 +75,9 @@ static int m_outer_first(void *arg) {
   T_RC(weft_timeout_exit(&outer), WEFT_ETIMEDOUT);
   return 0;
 }
-static void test_outer_first(void) { T_EQ(t_run_virtual(m_outer_first, NULL), 0); }
+static void test_outer_first(void) {
+  T_EQ(t_run_virtual(m_outer_first, NULL), 0);
+}
 
 /* Both expired at once (the loop was late): both fire; code that handles the
  * inner timeout and carries on still sees the outer one. */
@@ -158,7 +162,9 @@ static int m_cancel_wins(void *arg) {
   T_EQ(saw[1], 0);
   return 0;
 }
-static void test_cancel_wins(void) { T_EQ(t_run_virtual(m_cancel_wins, NULL), 0); }
+static void test_cancel_wins(void) {
+  T_EQ(t_run_virtual(m_cancel_wins, NULL), 0);
+}
 
 /* weft_wait_for inside a shorter outer scope: the outer timeout is
  * reported as a timeout, and the child is still cleaned up. */
@@ -194,7 +200,9 @@ static int m_join_deadline(void *arg) {
   T_EQ(r, 0);
   return 0;
 }
-static void test_join_deadline(void) { T_EQ(t_run_virtual(m_join_deadline, NULL), 0); }
+static void test_join_deadline(void) {
+  T_EQ(t_run_virtual(m_join_deadline, NULL), 0);
+}
 
 /* A real-clock deadline fires near its time. */
 static int m_real(void *arg) {

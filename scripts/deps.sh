@@ -1,0 +1,53 @@
+#!/bin/sh
+# Installs the Debian packages weft needs for one purpose, and only those
+# that are missing. Usage: scripts/deps.sh build|test|bench|all
+#
+#   build  what configuring and building the library and apps needs
+#   test   build + what the test suites run against
+#   bench  build + the peers the benchmarks compare with
+#
+# Runs as root (CI) or through sudo. `apt-get update` runs at most once per
+# boot of the machine, and only when something is missing.
+set -eu
+
+build_pkgs="gcc make cmake pkg-config libevent-dev"
+test_pkgs="libcunit1-dev dpkg-dev rpm file"
+bench_pkgs="python3 python3-uvloop hyperfine"
+
+case "${1:-build}" in
+build) want="$build_pkgs" ;;
+test) want="$build_pkgs $test_pkgs" ;;
+bench) want="$build_pkgs $bench_pkgs" ;;
+all) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+*)
+  echo "usage: $0 build|test|bench|all" >&2
+  exit 2
+  ;;
+esac
+
+missing=""
+for p in $want; do
+  # dpkg-query says "install ok installed" only for a fully installed package.
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "weft: installing missing packages:$missing"
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || {
+    echo "weft: not root and no sudo: install$missing by hand" >&2
+    exit 1
+  }
+  sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+stamp=/tmp/.weft-apt-updated
+if [ ! -e "$stamp" ]; then
+  $sudo apt-get update -q
+  touch "$stamp" 2>/dev/null || true
+fi
+# shellcheck disable=SC2086
+$sudo apt-get install -y -q --no-install-recommends $missing
