@@ -192,6 +192,11 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
     goto fail;
   /* weft owns the loop's thread: libevent needs no locks of its own. */
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+  /* epoll_wait sleeps in whole milliseconds and this kernel rounds that up to
+   * its 4 ms tick: a 1 ms sleep took 4 ms. libevent then sleeps on a
+   * timerfd, precise to microseconds, at one extra system call per change
+   * of the earliest timer. */
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
   loop->base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   if (loop->base == NULL)
