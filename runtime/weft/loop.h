@@ -85,6 +85,49 @@ WEFT_EXTERN struct event_base *weft_loop_base(weft_loop *loop);
 WEFT_EXTERN int weft_loop_call_threadsafe(weft_loop *loop,
                                           void (*fn)(void *arg), void *arg);
 
+/* ---- many cores: one loop per thread ----
+ *
+ * Share-nothing workers (nginx workers, Seastar shards): each thread runs its
+ * own loop and nothing of one loop is touched by another. Servers opened in
+ * each worker with SO_REUSEPORT (weft_server_opts.reuse_port) share a port
+ * and the kernel spreads the connections between them.
+ */
+
+/*
+ * Starts n threads (n <= 0: one per online CPU), each running main(arg) as the
+ * first task of a loop of its own (with `opts`, may be NULL), and waits for
+ * all of them. Blocks the calling thread (which must not run a loop inside a
+ * task; a thread with an idle loop is fine). Like a task group, the first
+ * main that fails (returns < 0, other than a WEFT_ECANCELED this call caused)
+ * cancels the mains of the other workers; their tasks see WEFT_ECANCELED at
+ * their next suspension. Returns 0 when every main returned >= 0, else the
+ * first failure in time; WEFT_EINVAL (main NULL), WEFT_EAGAIN / WEFT_ENOMEM
+ * when a thread could not be started (the ones started are cancelled and
+ * joined first), or a loop's own WEFT_ENOMEM.
+ */
+WEFT_EXTERN int weft_run_workers(int n, weft_task_fn main, void *arg);
+WEFT_EXTERN int weft_run_workers_opts(int n, weft_task_fn main, void *arg,
+                                      const weft_loop_opts *opts);
+
+/* The calling thread's worker number, 0 .. n-1, or -1 on a thread that
+ * weft_run_workers() did not start. */
+WEFT_EXTERN int weft_worker_index(void);
+/* Number of workers of the calling worker's weft_run_workers(), or 0. */
+WEFT_EXTERN int weft_worker_count(void);
+
+/* Asks every worker of the calling worker's weft_run_workers() to stop: each
+ * weft_workers_wait_stop() returns 0, now or when next called (a graceful
+ * shutdown started by one worker, e.g. the one that waits for SIGTERM).
+ * Never suspends; any thread of those workers. Returns 0, or WEFT_EINVAL on
+ * a thread that is not a worker. Stopping twice does nothing more. */
+WEFT_EXTERN int weft_workers_stop(void);
+/* True once weft_workers_stop() was called (false outside workers). */
+WEFT_EXTERN bool weft_workers_stopping(void);
+/* Waits until weft_workers_stop() is called by any worker. May suspend.
+ * Returns 0, WEFT_ECANCELED, WEFT_ETIMEDOUT, WEFT_ENOTASK, or WEFT_EINVAL on
+ * a thread that is not a worker (or outside the worker's main loop). */
+WEFT_EXTERN WEFT_NODISCARD int weft_workers_wait_stop(void);
+
 /* The loop's clock: monotonic seconds (virtual when the loop runs a virtual
  * clock), cached per loop turn like uv_now(). Outside a loop: real time. */
 WEFT_EXTERN double weft_now(void);
