@@ -156,7 +156,30 @@ struct weft_loop {
 
   /* Signals (weft_signal_wait). */
   struct weft__sigstate *sig;
+
+  /* Per-loop state of other modules (weft__loop_slot), finished at free. */
+  weft__list slots;
 };
+
+/* Per-loop slots: the one hook for state a module keeps per loop and makes on
+ * first use (the net layer's default DNS resolver). The module embeds the
+ * node in its own object and adds it; weft_loop_free() calls each fini, last
+ * added first, once the loop has no tasks left and before the event base
+ * goes, so fini may still free libevent events. Slot objects are the loop's
+ * own and do not count in objects_alive (a user never frees them). Loop
+ * thread only. */
+typedef struct weft__loop_slot {
+  weft__list link;
+  const void *key; /* the owning module's tag: the address of a static */
+  void (*fini)(struct weft__loop_slot *slot);
+} weft__loop_slot;
+
+/* Adds `s` (key and fini set) to the loop. */
+void weft__loop_slot_add(weft_loop *loop, weft__loop_slot *s);
+/* The slot added under `key`, or NULL. */
+weft__loop_slot *weft__loop_slot_get(weft_loop *loop, const void *key);
+/* Takes `s` off its loop without calling fini (the module frees it). */
+void weft__loop_slot_remove(weft__loop_slot *s);
 
 /* Per-thread current loop. */
 extern __thread weft_loop *weft__tls_loop;

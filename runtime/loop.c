@@ -164,6 +164,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   weft__list_init(&loop->runq);
   weft__list_init(&loop->tsq);
   weft__list_init(&loop->tasks);
+  weft__list_init(&loop->slots);
   loop->notify_fd = loop->notify_wfd = -1;
   loop->timer_ev_due = WEFT__NO_DEADLINE;
   loop->virtual_clock = o.virtual_clock;
@@ -295,6 +296,34 @@ int weft_loop_run(weft_loop *loop, weft_task_fn main, void *arg, int *result) {
   return 0;
 }
 
+/* ---- per-loop slots ---- */
+
+void weft__loop_slot_add(weft_loop *loop, weft__loop_slot *s) {
+  weft__list_push_back(&loop->slots, &s->link);
+}
+
+weft__loop_slot *weft__loop_slot_get(weft_loop *loop, const void *key) {
+  weft__list *n;
+  weft__list_foreach(n, &loop->slots) {
+    weft__loop_slot *s = weft__container_of(n, weft__loop_slot, link);
+    if (s->key == key)
+      return s;
+  }
+  return NULL;
+}
+
+void weft__loop_slot_remove(weft__loop_slot *s) { weft__list_remove(&s->link); }
+
+/* Last added first: a module that builds on another's slot goes before it. */
+static void fini_slots(weft_loop *loop) {
+  while (!weft__list_empty(&loop->slots)) {
+    weft__loop_slot *s =
+        weft__container_of(loop->slots.prev, weft__loop_slot, link);
+    weft__list_remove(&s->link);
+    s->fini(s);
+  }
+}
+
 int weft_loop_free(weft_loop *loop) {
   if (loop == NULL)
     return 0;
@@ -307,6 +336,7 @@ int weft_loop_free(weft_loop *loop) {
   loop->ts_closed = true;
   pthread_mutex_unlock(&loop->tslock);
   run_tscalls(loop); /* calls that raced in before the close still run */
+  fini_slots(loop);
   weft__signal_fini(loop);
   weft__debug_fini(loop);
   event_free(loop->notify_ev);
