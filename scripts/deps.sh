@@ -13,6 +13,12 @@ set -eu
 build_pkgs="gcc make cmake pkg-config libevent-dev"
 test_pkgs="libcunit1-dev dpkg-dev rpm file"
 bench_pkgs="python3 python3-uvloop hyperfine"
+# On x86-64 the tests also check the aarch64 context switch under qemu, and
+# that the tree follows .clang-format.
+test_pkgs="$test_pkgs clang-format"
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  test_pkgs="$test_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+fi
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
