@@ -63,7 +63,17 @@ extern "C" {
   XX(EBADMSG, -4007, "malformed message")                                      \
   XX(ELIMIT, -4008, "limit exceeded")                                          \
   XX(EWRONGLOOP, -4009, "object belongs to another loop")                      \
-  XX(ENOLOOP, -4010, "no weft loop runs on this thread")
+  XX(ENOLOOP, -4010, "no weft loop runs on this thread")                       \
+  /* DNS: -4100 ... -4199 */                                                   \
+  XX(ENOHOST, -4100, "no such host name (NXDOMAIN)")                           \
+  XX(ENOADDR, -4101, "host has no address of the requested family")            \
+  XX(ESERVFAIL, -4102, "DNS server failure (SERVFAIL)")                        \
+  XX(EDNSTIMEOUT, -4103, "DNS server did not answer in time")                  \
+  XX(EREFUSED, -4104, "DNS server refused the query (REFUSED)")                \
+  XX(EBADRESP, -4105, "malformed DNS reply")                                   \
+  XX(EFORMERR, -4106, "DNS server could not parse the query (FORMERR)")        \
+  XX(ENOTIMP, -4107, "DNS server does not implement the query (NOTIMP)")       \
+  XX(EBADNAME, -4108, "invalid host name")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
