@@ -73,7 +73,22 @@ extern "C" {
   XX(EBADRESP, -4105, "malformed DNS reply")                                   \
   XX(EFORMERR, -4106, "DNS server could not parse the query (FORMERR)")        \
   XX(ENOTIMP, -4107, "DNS server does not implement the query (NOTIMP)")       \
-  XX(EBADNAME, -4108, "invalid host name")
+  XX(EBADNAME, -4108, "invalid host name")                                     \
+  /* TLS: -4200 ... -4299 (net/weft/tls.h) */                                  \
+  XX(ETLS, -4200, "TLS error")                                                 \
+  XX(ETLS_HANDSHAKE, -4201, "TLS handshake failed")                            \
+  XX(ETLS_EXPIRED, -4202, "certificate has expired")                           \
+  XX(ETLS_NOT_YET_VALID, -4203, "certificate is not yet valid")                \
+  XX(ETLS_HOSTNAME, -4204, "certificate does not match the host name")         \
+  XX(ETLS_UNKNOWN_CA, -4205, "certificate issued by an unknown authority")     \
+  XX(ETLS_SELF_SIGNED, -4206, "self-signed certificate")                       \
+  XX(ETLS_VERIFY, -4207, "certificate verification failed")                    \
+  XX(ETLS_NO_CERT, -4208, "peer sent no certificate")                          \
+  XX(ETLS_BADCERT, -4209, "cannot load certificate or key")                    \
+  XX(ETLS_TRUNCATED, -4210, "connection closed without TLS close_notify")      \
+  XX(ETLS_ALPN, -4211, "no application protocol in common")                    \
+  XX(ETLS_VERSION, -4212, "no TLS version in common")                          \
+  XX(ETLS_REJECTED, -4213, "peer rejected our certificate")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
