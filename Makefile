@@ -7,13 +7,14 @@
 #   make asan    the test suite again under AddressSanitizer + UBSan
 #   make bench   the side-by-side benchmarks (tests/bench/run)
 #   make format  reformat the tree with clang-format
+#   make package the .deb and .rpm packages, in build-pkg/ (docs/packaging.md)
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps build demo test asan bench format clean
+.PHONY: all deps build demo test asan bench format package clean
 
 all: build
 
@@ -44,6 +45,18 @@ bench:
 	scripts/deps.sh bench
 	$(MAKE) --no-print-directory build CMAKE_FLAGS="$(CMAKE_FLAGS) -DWEFT_BUILD_BENCH=ON -DWEFT_BUILD_TESTS=OFF"
 	tests/bench/run $(BUILD)
+
+# Each format from its own build with prefix /usr: the .debs with the
+# multiarch libdir Debian uses (lib/x86_64-linux-gnu), the .rpms with lib64,
+# as Fedora and SUSE use. cpack leaves the packages in build-pkg/.
+PKG_FLAGS = -DCMAKE_INSTALL_PREFIX=/usr -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_BENCH=OFF
+package:
+	scripts/deps.sh test
+	$(MAKE) --no-print-directory build BUILD=build-pkg/deb CMAKE_FLAGS="$(CMAKE_FLAGS) $(PKG_FLAGS)"
+	$(MAKE) --no-print-directory build BUILD=build-pkg/rpm CMAKE_FLAGS="$(CMAKE_FLAGS) $(PKG_FLAGS) -DCMAKE_INSTALL_LIBDIR=lib64"
+	cd build-pkg/deb && cpack -G DEB -B $(CURDIR)/build-pkg
+	cd build-pkg/rpm && cpack -G RPM -B $(CURDIR)/build-pkg
+	@ls -1 build-pkg/*.deb build-pkg/*.rpm
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
