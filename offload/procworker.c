@@ -1,0 +1,206 @@
+/* weft — the worker side of process pools: the registry of functions and
+ * the loop a worker process runs (weft_proc_main).
+ *
+ * A worker is the program itself started again with WEFT_PROC_WORKER in its
+ * environment and its end of a socket on fd 3. It is single-threaded and
+ * simple on purpose: blocking reads of one request at a time, the function,
+ * one reply. Anything it does not understand makes it exit (the parent then
+ * fails the call and starts another worker).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <weft/error.h>
+#include <weft/proc.h>
+
+#include "internal.h"
+#include "procmsg.h"
+
+/* ---- the registry ----
+ * Process-wide, filled at load time (constructors) or before
+ * weft_proc_main(); read-only afterwards, so lookups need no lock. */
+static weft_proc_def *registry;
+
+void weft_proc_register_def(weft_proc_def *d) {
+  d->next = registry;
+  registry = d;
+}
+
+weft_proc_fn weft__proc_lookup(const char *name, size_t len) {
+  for (weft_proc_def *d = registry; d != NULL; d = d->next)
+    if (strlen(d->name) == len && memcmp(d->name, name, len) == 0)
+      return d->fn;
+  return NULL;
+}
+
+int weft_proc_register(const char *name, weft_proc_fn fn) {
+  if (name == NULL || fn == NULL || name[0] == '\0' ||
+      strlen(name) > WEFT__PROC_NAME_MAX)
+    return WEFT_EINVAL;
+  if (weft__proc_lookup(name, strlen(name)) != NULL)
+    return WEFT_EEXIST;
+  /* Lives as long as the process: registrations are never removed. */
+  weft_proc_def *d = malloc(sizeof *d);
+  char *n = strdup(name);
+  if (d == NULL || n == NULL) {
+    free(d);
+    free(n);
+    return WEFT_ENOMEM;
+  }
+  d->name = n;
+  d->fn = fn;
+  weft_proc_register_def(d);
+  return 0;
+}
+
+/* ---- the worker ---- */
+
+static bool in_worker;
+
+bool weft_proc_is_worker(void) { return in_worker; }
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *why) {
+  fprintf(stderr, "weft worker: %s; exiting\n", why);
+  _exit(3);
+}
+
+/* Reads exactly n bytes. The first read of a request may spin (nonblocking
+ * reads for spin_ns) before it blocks: a busy pool's next request usually
+ * arrives within microseconds, and waking from sleep costs tens. Returns
+ * false at a clean end of file before any byte. */
+static bool read_full(int fd, void *buf, size_t n, uint64_t spin_ns) {
+  size_t got = 0;
+  uint64_t until = spin_ns ? now_ns() + spin_ns : 0;
+  while (got < n) {
+    int flags = until ? MSG_DONTWAIT : 0;
+    ssize_t r = recv(fd, (char *)buf + got, n - got, flags);
+    if (r > 0) {
+      got += (size_t)r;
+      continue;
+    }
+    if (r == 0) {
+      if (got == 0)
+        return false;
+      die("the parent's request was truncated");
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (until && now_ns() >= until)
+        until = 0; /* spun long enough: block */
+      continue;
+    }
+    die("reading from the parent failed");
+  }
+  return true;
+}
+
+static void write_full(int fd, struct iovec *iov, int cnt) {
+  while (cnt > 0) {
+    ssize_t w = writev(fd, iov, cnt);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      _exit(0); /* the parent went away */
+    }
+    size_t left = (size_t)w;
+    while (cnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      cnt--;
+    }
+    if (cnt > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
+static void serve(int fd, uint64_t spin_ns, uint64_t max_msg) {
+  weft__proc_hdr h = {.magic = WEFT__PROC_MAGIC,
+                      .kind = WEFT__MSG_HELLO,
+                      .status = (int32_t)getpid()};
+  struct iovec iov[2] = {{&h, sizeof h}};
+  write_full(fd, iov, 1);
+
+  char name[WEFT__PROC_NAME_MAX + 1];
+  uint8_t *in = NULL;
+  size_t in_cap = 0;
+  for (;;) {
+    if (!read_full(fd, &h, sizeof h, spin_ns))
+      break; /* the parent let us go */
+    if (h.magic != WEFT__PROC_MAGIC || h.kind != WEFT__MSG_CALL ||
+        h.name_len == 0 || h.name_len > WEFT__PROC_NAME_MAX || h.len > max_msg)
+      die("malformed request from the parent");
+    if (!read_full(fd, name, h.name_len, 0))
+      die("the parent's request was truncated");
+    name[h.name_len] = '\0';
+    if (h.len > in_cap) {
+      free(in);
+      in_cap = (size_t)h.len;
+      in = malloc(in_cap);
+      if (in == NULL)
+        die("out of memory for a request");
+    }
+    if (h.len && !read_full(fd, in, (size_t)h.len, 0))
+      die("the parent's request was truncated");
+
+    weft_bytes out = {0};
+    weft_proc_fn fn = weft__proc_lookup(name, h.name_len);
+    int status = fn ? fn(in, (size_t)h.len, &out) : WEFT_ENOENT;
+    weft__proc_hdr r = {.magic = WEFT__PROC_MAGIC,
+                        .kind = WEFT__MSG_REPLY,
+                        .status = status,
+                        .seq = h.seq,
+                        .len = out.len};
+    iov[0] = (struct iovec){&r, sizeof r};
+    iov[1] = (struct iovec){out.data, out.len};
+    write_full(fd, iov, out.len ? 2 : 1);
+    weft_bytes_free(&out);
+    if (in_cap > ((size_t)1 << 20)) {
+      /* Do not sit on a huge buffer between calls. */
+      free(in);
+      in = NULL;
+      in_cap = 0;
+    }
+  }
+  free(in);
+}
+
+void weft_proc_main(void) {
+  const char *env = getenv(WEFT__PROC_ENV);
+  if (env == NULL)
+    return;
+  long ppid = 0;
+  double spin_us = 0;
+  unsigned long long max_msg = 0;
+  if (sscanf(env, "%ld:%lf:%llu", &ppid, &spin_us, &max_msg) != 3)
+    die("bad " WEFT__PROC_ENV);
+  /* Our own pools (if a function makes one) must start real workers. */
+  unsetenv(WEFT__PROC_ENV);
+  in_worker = true;
+  /* Die with the parent, and never outlive it by a race. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != (pid_t)ppid)
+    _exit(0);
+  signal(SIGPIPE, SIG_IGN);
+  serve(WEFT__PROC_FD, spin_us > 0 ? (uint64_t)(spin_us * 1000) : 0, max_msg);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(0);
+}
