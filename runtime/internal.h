@@ -139,6 +139,13 @@ struct weft_loop {
   weft__stack_pool pool;
   weft__stack dead_stack; /* of the task that just returned; freed off it */
 
+  /* Descriptors of freed tasks kept for the next spawns, chained through
+   * `link.next` (LIFO, so the next spawn gets a warm one). A task that lives
+   * a few µs otherwise spends a third of its instructions in malloc and
+   * free. Bounded by pool.cache_max, like the hot stacks. */
+  weft__list *free_tasks;
+  size_t free_tasks_len;
+
   weft__list tasks;       /* every live task */
   uint64_t tasks_running; /* spawned and not returned */
   uint64_t next_id;
@@ -240,6 +247,7 @@ void weft__run_ready(weft_loop *loop);
 void weft__task_cancel_all(weft_loop *loop);
 void weft__task_reap(weft_loop *loop); /* frees done tasks nobody joined */
 void weft__task_free(weft_task *t);
+void weft__task_cache_fini(weft_loop *loop); /* frees the cached descriptors */
 void weft__task_release(weft_task *t); /* drops the handle of a done task */
 void weft__report_failure(weft_task *t, const char *why);
 int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,

@@ -344,6 +344,7 @@ int weft_loop_free(weft_loop *loop) {
   close(loop->notify_fd);
   event_base_free(loop->base);
   weft__stack_pool_fini(&loop->pool);
+  weft__task_cache_fini(loop);
   weft__free(loop->heap);
   pthread_mutex_destroy(&loop->tslock);
   weft__sigaltstack_remove(loop->altstack);

@@ -39,7 +39,8 @@ typedef struct weft__stack_pool {
   size_t size;      /* slot size, a page multiple */
   size_t cache_max; /* hot stacks kept mapped */
   long mprotect_budget;
-  int madv_guard; /* -1 unknown, 0 no, 1 MADV_GUARD_INSTALL works */
+  int madv_guard;    /* -1 unknown, 0 no, 1 MADV_GUARD_INSTALL works */
+  int batch_madvise; /* -1 unknown, 0 no, 1 process_madvise on self works */
   weft__stack *hot;
   size_t hot_len, hot_cap;
   weft__stack *cold; /* pages given back; reusable without a new mapping */
@@ -48,8 +49,9 @@ typedef struct weft__stack_pool {
   size_t chunks_len, chunks_cap;
   char *carve; /* next slot to carve in the newest chunk */
   char *carve_end;
-  bool carve_guarded; /* the newest chunk's slots get hardware guards */
-  uint64_t mapped;    /* slots carved so far */
+  bool carve_guarded;    /* the newest chunk's slots get hardware guards */
+  bool carve_preguarded; /* ... and have them already (batch_guard) */
+  uint64_t mapped;       /* slots carved so far */
 } weft__stack_pool;
 
 extern size_t weft__page_size;

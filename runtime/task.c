@@ -7,6 +7,42 @@
 
 #include "internal.h"
 
+/* Under ASan every descriptor goes back to malloc, so that a use after
+ * free is caught instead of landing in a recycled task. */
+#ifdef WEFT__ASAN
+#define TASK_CACHE 0
+#else
+#define TASK_CACHE 1
+#endif
+
+static weft_task *task_alloc(weft_loop *loop) {
+  weft__list *n = loop->free_tasks;
+  if (n == NULL)
+    return weft__malloc(sizeof(weft_task));
+  loop->free_tasks = n->next;
+  loop->free_tasks_len--;
+  return weft__container_of(n, weft_task, link);
+}
+
+static void task_dealloc(weft_loop *loop, weft_task *t) {
+  if (!TASK_CACHE || loop->free_tasks_len >= loop->pool.cache_max) {
+    weft__free(t);
+    return;
+  }
+  t->link.next = loop->free_tasks;
+  loop->free_tasks = &t->link;
+  loop->free_tasks_len++;
+}
+
+void weft__task_cache_fini(weft_loop *loop) {
+  weft__list *n;
+  while ((n = loop->free_tasks) != NULL) {
+    loop->free_tasks = n->next;
+    weft__free(weft__container_of(n, weft_task, link));
+  }
+  loop->free_tasks_len = 0;
+}
+
 int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
                      const weft_task_opts *opts, const char *site) {
   weft_loop *loop = weft__tls_loop;
@@ -29,7 +65,7 @@ int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
     loop->heap = h;
     loop->heap_cap = cap;
   }
-  weft_task *t = weft__malloc(sizeof *t);
+  weft_task *t = task_alloc(loop);
   if (t == NULL)
     return WEFT_ENOMEM;
   memset(t, 0, sizeof *t);
@@ -82,7 +118,7 @@ void weft__task_free(weft_task *t) {
   loop->stats.tasks_alive--;
   weft__ctx_free(&t->ctx);
   weft__free(t->name);
-  weft__free(t);
+  task_dealloc(loop, t);
 }
 
 void weft__report_failure(weft_task *t, const char *why) {

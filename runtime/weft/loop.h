@@ -29,8 +29,8 @@ typedef struct weft_loop_opts {
    * Default 64 KiB; minimum 16 KiB. */
   size_t stack_size;
   /* Stacks kept ready (memory still mapped) for reuse after tasks return;
-   * the rest are given back to the kernel when the loop goes idle.
-   * Default 1024. */
+   * the rest are given back to the kernel when the loop goes idle. As many
+   * freed task descriptors are kept for reuse too. Default 1024. */
   size_t stack_cache;
   /* Stacks that get an mprotect'ed guard page when the kernel cannot place
    * a guard without a VMA of its own (before Linux 6.13). Past this budget
