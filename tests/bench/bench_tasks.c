@@ -6,6 +6,9 @@
  *   bench-tasks waves N   the same N tasks in waves of 1000 (stacks reused)
  *   bench-tasks spawn N   N tasks spawned, then each joined; they return
  *                         without suspending
+ *   bench-tasks pages N   no tasks: faults in one fresh page in each of N
+ *                         64 KiB slots, as N live stacks need. The floor
+ *                         under `alive` on this machine, for the report.
  *
  * Prints one line of key=value pairs that tests/bench/run reads:
  *   ns_per_task  wall time of the work divided by N
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <weft/weft.h>
 
@@ -70,6 +74,23 @@ static int gather_n(weft_call *calls, long n) {
   return weft_gather(calls, (size_t)n);
 }
 
+/* Maps 4 MiB at a time, like the stack pool, and writes one byte in the top
+ * page of every 64 KiB slot: what the kernel must do for each live stack
+ * however the runtime is written. Returns 0 or -1. */
+static int touch_pages(long n) {
+  const size_t slot = 64 * 1024, per = 64;
+  for (long i = 0; i < n; i += (long)per) {
+    char *m = mmap(NULL, slot * per, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+      return -1;
+    (void)madvise(m, slot * per, MADV_NOHUGEPAGE);
+    for (size_t j = 0; j < per && i + (long)j < n; j++)
+      m[(j + 1) * slot - 64] = 1;
+  }
+  return 0;
+}
+
 static int bench_main(void *arg) {
   (void)arg;
   long n = n_tasks, live = n;
@@ -89,6 +110,8 @@ static int bench_main(void *arg) {
     rc = calls ? 0 : WEFT_ENOMEM;
     for (long done = 0; done < n && rc == 0; done += live)
       rc = gather_n(calls, n - done < live ? n - done : live);
+  } else if (strcmp(mode, "pages") == 0) {
+    rc = touch_pages(n) == 0 ? 0 : WEFT_ENOMEM;
   } else {
     tasks = malloc((size_t)n * sizeof *tasks);
     rc = tasks ? 0 : WEFT_ENOMEM;
@@ -121,8 +144,8 @@ static int bench_main(void *arg) {
 int main(int argc, char **argv) {
   if (argc != 3 ||
       (strcmp(argv[1], "alive") != 0 && strcmp(argv[1], "waves") != 0 &&
-       strcmp(argv[1], "spawn") != 0)) {
-    fprintf(stderr, "usage: %s alive|waves|spawn N\n", argv[0]);
+       strcmp(argv[1], "spawn") != 0 && strcmp(argv[1], "pages") != 0)) {
+    fprintf(stderr, "usage: %s alive|waves|spawn|pages N\n", argv[0]);
     return 2;
   }
   mode = argv[1];
