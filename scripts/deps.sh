@@ -10,9 +10,9 @@
 # boot of the machine, and only when something is missing.
 set -eu
 
-build_pkgs="gcc make cmake pkg-config libevent-dev"
+build_pkgs="gcc make cmake pkg-config libevent-dev libc-ares-dev"
 test_pkgs="libcunit1-dev dpkg-dev rpm file"
-bench_pkgs="python3 python3-uvloop hyperfine"
+bench_pkgs="python3 python3-uvloop hyperfine libuv1-dev"
 # On x86-64 the tests also check the aarch64 context switch under qemu, and
 # that the tree follows .clang-format.
 test_pkgs="$test_pkgs clang-format"
