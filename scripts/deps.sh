@@ -19,6 +19,11 @@ test_pkgs="$test_pkgs clang-format"
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
   test_pkgs="$test_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 fi
+# TLS: OpenSSL 3 to build against and the system CA store clients trust by
+# default; the openssl tool makes the tests' certificates and runs their
+# s_server / s_client peers.
+build_pkgs="$build_pkgs libssl-dev ca-certificates"
+test_pkgs="$test_pkgs openssl"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;

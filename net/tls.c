@@ -1,0 +1,926 @@
+/* weft — TLS with OpenSSL 3: contexts, and the TLS transport under streams.
+ *
+ * The transport drives an SSL object over the stream's socket through a
+ * small BIO of ours: it reads the socket (after handing over any bytes the
+ * stream had already read before STARTTLS), writes with MSG_NOSIGNAL, and
+ * remembers the errno and the end of the socket so errors come out
+ * precisely. OpenSSL never blocks: it says what it waits for, and the
+ * stream waits (stream_int.h).
+ *
+ * Records OpenSSL has already decrypted or buffered (SSL_has_pending) are
+ * read before the stream waits for the socket again — with read-ahead on,
+ * the socket can be empty while whole records sit in OpenSSL (libevent
+ * #854).
+ *
+ * OpenSSL asks that a write which returned WANT_WRITE be repeated with the
+ * same bytes. The transport hands OpenSSL at most one record (16 KiB) per
+ * call, and when that record cannot go out yet it keeps a copy, reports the
+ * bytes as taken, and repeats the call with the copy on the next write. So
+ * the stream's own queue is free to move and shrink.
+ *
+ * Contexts are SSL_CTXs with our settings attached as ex_data; the settings
+ * are freed by OpenSSL's own reference counting, when the last SSL using
+ * the context goes, so a context freed by its owner stays valid for the
+ * connections still using it.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <weft/tls.h>
+
+#include "stream_int.h"
+
+#define RECORD 16384 /* plaintext bytes handed to one SSL_write */
+#define DEFAULT_HANDSHAKE_TIMEOUT 30.0
+#define SHUTDOWN_KEEP (256 * 1024)
+
+struct weft_tls_ctx {
+  SSL_CTX *ssl;
+  bool server;
+  bool insecure;
+  bool verify_peer;
+  int min_version, max_version;
+  double handshake_timeout;
+  unsigned char *alpn; /* wire format: length-prefixed names */
+  size_t alpn_len;
+  char *ciphers, *ciphersuites, *ca_file, *ca_path;
+  weft_tls_sni_fn sni_fn;
+  void *sni_arg;
+  SSL_CTX **certs; /* extra certificates chosen by SNI */
+  size_t ncerts;
+};
+
+/* ---- process-wide, set once ---- */
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *bio_meth;
+static int ctx_idx = -1;
+
+static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                          long argl, void *argp);
+static int bio_write(BIO *b, const char *data, int len);
+static int bio_read(BIO *b, char *out, int len);
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+
+static void init_once(void) {
+  OPENSSL_init_ssl(0, NULL);
+  ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free);
+  bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weft");
+  if (bio_meth != NULL) {
+    BIO_meth_set_write(bio_meth, bio_write);
+    BIO_meth_set_read(bio_meth, bio_read);
+    BIO_meth_set_ctrl(bio_meth, bio_ctrl);
+  }
+}
+
+static bool init(void) {
+  pthread_once(&once, init_once);
+  return bio_meth != NULL && ctx_idx >= 0;
+}
+
+/* ---- errors ---- */
+
+static int verify_error(long v) {
+  switch (v) {
+  case X509_V_OK:
+    return 0;
+  case X509_V_ERR_CERT_HAS_EXPIRED:
+    return WEFT_ETLS_EXPIRED;
+  case X509_V_ERR_CERT_NOT_YET_VALID:
+    return WEFT_ETLS_NOT_YET_VALID;
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH:
+  case X509_V_ERR_EMAIL_MISMATCH:
+    return WEFT_ETLS_HOSTNAME;
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    return WEFT_ETLS_SELF_SIGNED;
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    return WEFT_ETLS_UNKNOWN_CA;
+  default:
+    return WEFT_ETLS_VERIFY;
+  }
+}
+
+/* What OpenSSL's error queue says, as a weft code. */
+static int queue_error(bool handshake) {
+  unsigned long e = ERR_peek_error();
+  int rc = handshake ? WEFT_ETLS_HANDSHAKE : WEFT_ETLS;
+  if (e == 0)
+    return rc;
+  if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+    return WEFT_ENOMEM;
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+    return rc;
+  switch (ERR_GET_REASON(e)) {
+  case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+    return handshake ? WEFT_EOF : WEFT_ETLS_TRUNCATED;
+  case SSL_R_UNSUPPORTED_PROTOCOL:
+  case SSL_R_NO_PROTOCOLS_AVAILABLE:
+  case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+  case SSL_R_VERSION_TOO_LOW:
+  case SSL_R_VERSION_TOO_HIGH:
+    return WEFT_ETLS_VERSION;
+  case SSL_R_NO_APPLICATION_PROTOCOL:
+  case SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL:
+    return WEFT_ETLS_ALPN;
+  case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+  case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+  case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+  case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+  case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    return WEFT_ETLS_REJECTED;
+  case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    return WEFT_ETLS_NO_CERT;
+  case SSL_R_CERTIFICATE_VERIFY_FAILED:
+    return WEFT_ETLS_VERIFY;
+  default:
+    return rc;
+  }
+}
+
+/* ---- the transport ---- */
+
+typedef struct tls_tp {
+  weft__transport base;
+  SSL *ssl;
+  int fd;
+  bool handshake; /* still in the handshake: errors say so */
+  /* Bytes the stream read before TLS started: the BIO reads them first. */
+  char *pre;
+  size_t pre_len, pre_off;
+  /* What the socket said last, for precise errors. */
+  int sock_err;
+  bool sock_eof;
+  /* A record OpenSSL could not send yet, repeated on the next write. */
+  unsigned char *scratch;
+  size_t pend;
+  char alpn[256];
+} tls_tp;
+
+static int bio_write(BIO *b, const char *data, int len) {
+  tls_tp *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  for (;;) {
+    ssize_t n = send(t->fd, data, (size_t)len, MSG_NOSIGNAL);
+    if (n >= 0)
+      return (int)n;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      BIO_set_retry_write(b);
+      return -1;
+    }
+    t->sock_err = -errno;
+    return -1;
+  }
+}
+
+static int bio_read(BIO *b, char *out, int len) {
+  tls_tp *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (t->pre != NULL) {
+    size_t n = t->pre_len - t->pre_off;
+    if (n > (size_t)len)
+      n = (size_t)len;
+    memcpy(out, t->pre + t->pre_off, n);
+    t->pre_off += n;
+    if (t->pre_off == t->pre_len) {
+      weft__free(t->pre);
+      t->pre = NULL;
+    }
+    return (int)n;
+  }
+  for (;;) {
+    ssize_t n = recv(t->fd, out, (size_t)len, 0);
+    if (n > 0)
+      return (int)n;
+    if (n == 0) {
+      t->sock_eof = true;
+      return 0;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      BIO_set_retry_read(b);
+      return -1;
+    }
+    t->sock_err = -errno;
+    return -1;
+  }
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  tls_tp *t = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_EOF:
+    /* Tells OpenSSL that a read of 0 was the socket's end, so a missing
+     * close_notify is reported as such. */
+    return t->sock_eof && t->pre == NULL;
+  default:
+    return 0;
+  }
+}
+
+/* Turns an SSL_get_error verdict into EAGAIN + want, or an error. */
+static int ssl_result(tls_tp *t, int ret, int *want) {
+  int e = SSL_get_error(t->ssl, ret);
+  int rc;
+  switch (e) {
+  case SSL_ERROR_WANT_READ:
+    *want = WEFT__WANT_READ;
+    return WEFT_EAGAIN;
+  case SSL_ERROR_WANT_WRITE:
+    *want = WEFT__WANT_WRITE;
+    return WEFT_EAGAIN;
+  case SSL_ERROR_ZERO_RETURN:
+    rc = WEFT_EOF;
+    break;
+  case SSL_ERROR_SYSCALL:
+    if (t->sock_err != 0)
+      rc = t->sock_err;
+    else if (ERR_peek_error() != 0)
+      rc = queue_error(t->handshake);
+    else
+      rc = t->handshake ? WEFT_EOF : WEFT_ETLS_TRUNCATED;
+    break;
+  case SSL_ERROR_SSL: {
+    long v = SSL_get_verify_result(t->ssl);
+    rc = v != X509_V_OK ? verify_error(v) : queue_error(t->handshake);
+    if (rc == WEFT_ETLS_VERIFY && t->sock_err != 0)
+      rc = t->sock_err;
+    break;
+  }
+  default:
+    rc = WEFT_ETLS;
+  }
+  ERR_clear_error();
+  return rc;
+}
+
+static ssize_t tls_read(weft__transport *tp, void *buf, size_t len, int *want) {
+  tls_tp *t = (tls_tp *)tp;
+  ERR_clear_error();
+  size_t got = 0;
+  int r = SSL_read_ex(t->ssl, buf, len, &got);
+  if (r == 1)
+    return (ssize_t)got;
+  return ssl_result(t, r, want);
+}
+
+/* Repeats the record OpenSSL could not send. Returns 0 once it is out. */
+static int flush_pending(tls_tp *t, int *want) {
+  if (t->pend == 0)
+    return 0;
+  ERR_clear_error();
+  size_t w = 0;
+  int r = SSL_write_ex(t->ssl, t->scratch, t->pend, &w);
+  if (r == 1) {
+    t->pend = 0;
+    return 0;
+  }
+  return ssl_result(t, r, want);
+}
+
+static ssize_t tls_writev(weft__transport *tp, const struct iovec *iov, int n,
+                          int *want) {
+  tls_tp *t = (tls_tp *)tp;
+  int rc = flush_pending(t, want);
+  if (rc != 0)
+    return rc;
+  size_t total = 0;
+  int i = 0;
+  size_t off = 0;
+  while (i < n) {
+    if (iov[i].iov_len == off) {
+      i++;
+      off = 0;
+      continue;
+    }
+    /* One record's worth: straight from the caller's piece when it is big
+     * enough, else small pieces gathered into one record (one MAC and
+     * header for them all). */
+    const unsigned char *chunk;
+    size_t clen;
+    size_t piece = iov[i].iov_len - off;
+    if (piece >= RECORD || i == n - 1) {
+      chunk = (const unsigned char *)iov[i].iov_base + off;
+      clen = piece < RECORD ? piece : RECORD;
+      off += clen;
+    } else {
+      if (t->scratch == NULL && (t->scratch = weft__malloc(RECORD)) == NULL)
+        return total > 0 ? (ssize_t)total : WEFT_ENOMEM;
+      clen = 0;
+      while (i < n && clen < RECORD) {
+        size_t k = iov[i].iov_len - off;
+        if (k > RECORD - clen)
+          k = RECORD - clen;
+        memcpy(t->scratch + clen, (const char *)iov[i].iov_base + off, k);
+        clen += k;
+        off += k;
+        if (off == iov[i].iov_len) {
+          i++;
+          off = 0;
+        }
+      }
+      chunk = t->scratch;
+    }
+    ERR_clear_error();
+    size_t w = 0;
+    int r = SSL_write_ex(t->ssl, chunk, clen, &w);
+    if (r == 1) {
+      total += w;
+      continue;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+      /* The record is built and waits in OpenSSL; the bytes count as
+       * taken, and the next write repeats the call with this copy. */
+      if (chunk != t->scratch) {
+        if (t->scratch == NULL && (t->scratch = weft__malloc(RECORD)) == NULL) {
+          ERR_clear_error();
+          return WEFT_ENOMEM; /* nothing counted: the stream retries */
+        }
+        memcpy(t->scratch, chunk, clen);
+      }
+      t->pend = clen;
+      ERR_clear_error();
+      return (ssize_t)(total + clen);
+    }
+    rc = ssl_result(t, r, want);
+    return total > 0 ? (ssize_t)total : rc;
+  }
+  return (ssize_t)total;
+}
+
+static size_t tls_wpending(weft__transport *tp) { return ((tls_tp *)tp)->pend; }
+
+static bool tls_rpending(weft__transport *tp) {
+  tls_tp *t = (tls_tp *)tp;
+  return SSL_has_pending(t->ssl) || t->pre != NULL;
+}
+
+static int tls_shutdown(weft__transport *tp, int *want) {
+  tls_tp *t = (tls_tp *)tp;
+  if (!SSL_is_init_finished(t->ssl))
+    return 0;
+  int rc = flush_pending(t, want);
+  if (rc != 0)
+    return rc;
+  if (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)
+    return 0;
+  ERR_clear_error();
+  int r = SSL_shutdown(t->ssl);
+  if (r >= 0)
+    return 0;
+  return ssl_result(t, r, want);
+}
+
+static void tls_free(weft__transport *tp) {
+  tls_tp *t = (tls_tp *)tp;
+  SSL_free(t->ssl); /* and the BIO */
+  weft__free(t->pre);
+  weft__free(t->scratch);
+  weft__free(t);
+}
+
+static const weft__transport_vt tls_vt = {
+    .name = "tls",
+    .read = tls_read,
+    .writev = tls_writev,
+    .wpending = tls_wpending,
+    .rpending = tls_rpending,
+    .shutdown = tls_shutdown,
+    .free = tls_free,
+};
+
+/* ---- contexts ---- */
+
+static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                          long argl, void *argp) {
+  (void)parent;
+  (void)ad;
+  (void)idx;
+  (void)argl;
+  (void)argp;
+  weft_tls_ctx *c = ptr;
+  if (c == NULL)
+    return;
+  for (size_t i = 0; i < c->ncerts; i++)
+    SSL_CTX_free(c->certs[i]);
+  weft__free(c->certs);
+  weft__free(c->alpn);
+  weft__free(c->ciphers);
+  weft__free(c->ciphersuites);
+  weft__free(c->ca_file);
+  weft__free(c->ca_path);
+  weft__free(c);
+}
+
+/* A file OpenSSL will read: say ENOENT / EACCES rather than a vague
+ * OpenSSL error. */
+static int check_file(const char *path) {
+  if (path != NULL && access(path, R_OK) != 0)
+    return -errno;
+  return 0;
+}
+
+static int load_cert(SSL_CTX *c, const char *cert, const char *key) {
+  int rc = check_file(cert);
+  if (rc == 0)
+    rc = check_file(key);
+  if (rc != 0)
+    return rc;
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(c, cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(c) != 1) {
+    ERR_clear_error();
+    return WEFT_ETLS_BADCERT;
+  }
+  return 0;
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg) {
+  (void)ssl;
+  const weft_tls_ctx *c = arg;
+  /* Our preference first (RFC 7301 leaves the choice to the server). */
+  for (size_t i = 0; i < c->alpn_len; i += 1u + c->alpn[i]) {
+    for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+      if (j + 1u + in[j] > inlen)
+        break; /* malformed list: OpenSSL checks too */
+      if (in[j] == c->alpn[i] &&
+          memcmp(in + j + 1, c->alpn + i + 1, in[j]) == 0) {
+        *out = in + j + 1;
+        *outlen = in[j];
+        return SSL_TLSEXT_ERR_OK;
+      }
+    }
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg) {
+  (void)alert;
+  weft_tls_ctx *c = arg;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (c->sni_fn != NULL) {
+    weft_tls_ctx *x = c->sni_fn(c->sni_arg, name);
+    if (x != NULL && x->server) {
+      SSL_set_SSL_CTX(ssl, x->ssl);
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  if (name == NULL)
+    return SSL_TLSEXT_ERR_OK;
+  for (size_t i = 0; i < c->ncerts; i++) {
+    X509 *x = SSL_CTX_get0_certificate(c->certs[i]);
+    if (x != NULL && X509_check_host(x, name, 0, 0, NULL) == 1) {
+      SSL_set_SSL_CTX(ssl, c->certs[i]);
+      break;
+    }
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Settings every SSL_CTX of a context gets (its extra certificates too:
+ * OpenSSL uses the switched-to context's callbacks). */
+static int configure(SSL_CTX *x, weft_tls_ctx *c) {
+  ERR_clear_error();
+  if (SSL_CTX_set_min_proto_version(x, c->min_version) != 1 ||
+      (c->max_version && SSL_CTX_set_max_proto_version(x, c->max_version) != 1))
+    return WEFT_EINVAL;
+  SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                             (c->server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
+  /* Partial writes and a moving buffer: the stream's queue may move
+   * between a write and its repetition (see the top of this file). Idle
+   * connections give their record buffers back. */
+  SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(x, 1);
+  if (c->ciphers != NULL && SSL_CTX_set_cipher_list(x, c->ciphers) != 1)
+    return WEFT_EINVAL;
+  if (c->ciphersuites != NULL &&
+      SSL_CTX_set_ciphersuites(x, c->ciphersuites) != 1)
+    return WEFT_EINVAL;
+  bool verify = c->server ? c->verify_peer : !c->insecure;
+  if (verify) {
+    int rc = check_file(c->ca_file);
+    if (rc != 0)
+      return rc;
+    if (c->ca_file != NULL || c->ca_path != NULL) {
+      if (SSL_CTX_load_verify_locations(x, c->ca_file, c->ca_path) != 1)
+        return WEFT_ETLS_BADCERT;
+    } else if (SSL_CTX_set_default_verify_paths(x) != 1) {
+      return WEFT_ETLS_BADCERT;
+    }
+    int mode = SSL_VERIFY_PEER;
+    if (c->server)
+      mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(x, mode, NULL);
+    if (c->server && c->ca_file != NULL) {
+      STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->ca_file);
+      if (names != NULL)
+        SSL_CTX_set_client_CA_list(x, names);
+    }
+  } else {
+    SSL_CTX_set_verify(x, SSL_VERIFY_NONE, NULL);
+  }
+  if (c->server) {
+    static const unsigned char sid[] = "weft";
+    SSL_CTX_set_session_id_context(x, sid, sizeof sid - 1);
+    if (c->alpn != NULL)
+      SSL_CTX_set_alpn_select_cb(x, on_alpn, c);
+  } else if (c->alpn != NULL &&
+             SSL_CTX_set_alpn_protos(x, c->alpn, (unsigned)c->alpn_len) != 0) {
+    return WEFT_ENOMEM;
+  }
+  ERR_clear_error();
+  return 0;
+}
+
+static char *dup_or_null(const char *s, bool *fail) {
+  if (s == NULL)
+    return NULL;
+  char *d = weft__strdup(s);
+  if (d == NULL)
+    *fail = true;
+  return d;
+}
+
+static int ctx_new(weft_tls_ctx **out, const weft_tls_opts *opts, bool server) {
+  if (out == NULL)
+    return WEFT_EINVAL;
+  if (!init())
+    return WEFT_ENOMEM;
+  weft_tls_opts o = {0};
+  if (opts != NULL) {
+    size_t n = opts->size && opts->size < sizeof o ? opts->size : sizeof o;
+    memcpy(&o, opts, n);
+  }
+  if (server && (o.cert_file == NULL || o.key_file == NULL))
+    return WEFT_EINVAL;
+  if ((o.cert_file == NULL) != (o.key_file == NULL))
+    return WEFT_EINVAL;
+  int minv = o.min_version ? o.min_version : WEFT_TLS_1_2;
+  if ((minv != WEFT_TLS_1_2 && minv != WEFT_TLS_1_3) ||
+      (o.max_version != 0 && o.max_version != WEFT_TLS_1_2 &&
+       o.max_version != WEFT_TLS_1_3) ||
+      (o.max_version != 0 && o.max_version < minv))
+    return WEFT_EINVAL;
+
+  /* ALPN names in wire format: each 1..255 bytes, length-prefixed. */
+  size_t alpn_len = 0;
+  if (o.alpn != NULL)
+    for (const char *const *p = o.alpn; *p != NULL; p++) {
+      size_t l = strlen(*p);
+      if (l == 0 || l > 255)
+        return WEFT_EINVAL;
+      alpn_len += 1 + l;
+    }
+
+  weft_tls_ctx *c = weft__calloc(1, sizeof *c);
+  if (c == NULL)
+    return WEFT_ENOMEM;
+  c->server = server;
+  c->insecure = o.insecure;
+  c->verify_peer = o.verify_peer;
+  c->min_version = minv;
+  c->max_version = o.max_version;
+  c->handshake_timeout = o.handshake_timeout == 0  ? DEFAULT_HANDSHAKE_TIMEOUT
+                         : o.handshake_timeout < 0 ? -1
+                                                   : o.handshake_timeout;
+  bool fail = false;
+  c->ciphers = dup_or_null(o.ciphers, &fail);
+  c->ciphersuites = dup_or_null(o.ciphersuites, &fail);
+  c->ca_file = dup_or_null(o.ca_file, &fail);
+  c->ca_path = dup_or_null(o.ca_path, &fail);
+  if (alpn_len > 0 && !fail) {
+    c->alpn = weft__malloc(alpn_len);
+    if (c->alpn == NULL)
+      fail = true;
+    else {
+      size_t k = 0;
+      for (const char *const *p = o.alpn; *p != NULL; p++) {
+        size_t l = strlen(*p);
+        c->alpn[k++] = (unsigned char)l;
+        memcpy(c->alpn + k, *p, l);
+        k += l;
+      }
+      c->alpn_len = alpn_len;
+    }
+  }
+  c->ssl =
+      fail ? NULL
+           : SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  if (c->ssl == NULL) {
+    ERR_clear_error();
+    ctx_data_free(NULL, c, NULL, 0, 0, NULL);
+    return WEFT_ENOMEM;
+  }
+  /* From here the SSL_CTX owns c: freeing it frees c. */
+  SSL_CTX_set_ex_data(c->ssl, ctx_idx, c);
+  int rc = configure(c->ssl, c);
+  if (rc == 0 && o.cert_file != NULL)
+    rc = load_cert(c->ssl, o.cert_file, o.key_file);
+  if (rc == 0 && server) {
+    SSL_CTX_set_tlsext_servername_callback(c->ssl, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(c->ssl, c);
+  }
+  if (rc != 0) {
+    SSL_CTX_free(c->ssl);
+    ERR_clear_error();
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+int weft_tls_client_ctx_new(weft_tls_ctx **out, const weft_tls_opts *opts) {
+  return ctx_new(out, opts, false);
+}
+
+int weft_tls_server_ctx_new(weft_tls_ctx **out, const weft_tls_opts *opts) {
+  return ctx_new(out, opts, true);
+}
+
+void weft_tls_ctx_free(weft_tls_ctx *ctx) {
+  if (ctx != NULL)
+    SSL_CTX_free(ctx->ssl);
+}
+
+int weft_tls_ctx_add_cert(weft_tls_ctx *ctx, const char *cert_file,
+                          const char *key_file) {
+  if (ctx == NULL || !ctx->server || cert_file == NULL || key_file == NULL)
+    return WEFT_EINVAL;
+  SSL_CTX **certs =
+      weft__realloc(ctx->certs, (ctx->ncerts + 1) * sizeof *certs);
+  if (certs == NULL)
+    return WEFT_ENOMEM;
+  ctx->certs = certs;
+  SSL_CTX *x = SSL_CTX_new(TLS_server_method());
+  if (x == NULL) {
+    ERR_clear_error();
+    return WEFT_ENOMEM;
+  }
+  int rc = configure(x, ctx);
+  if (rc == 0)
+    rc = load_cert(x, cert_file, key_file);
+  if (rc != 0) {
+    SSL_CTX_free(x);
+    return rc;
+  }
+  ctx->certs[ctx->ncerts++] = x;
+  return 0;
+}
+
+void weft_tls_ctx_set_sni(weft_tls_ctx *ctx, weft_tls_sni_fn fn, void *arg) {
+  if (ctx == NULL)
+    return;
+  ctx->sni_fn = fn;
+  ctx->sni_arg = arg;
+}
+
+void *weft_tls_ctx_ssl_ctx(weft_tls_ctx *ctx) { return ctx ? ctx->ssl : NULL; }
+
+/* ---- TLS on a stream ---- */
+
+/* Sets what a client checks: the name (SNI too), or an IP address. */
+static int set_peer_name(weft_stream *s, SSL *ssl, const char *name,
+                         bool verify) {
+  char ip[INET6_ADDRSTRLEN];
+  weft_addr a;
+  if (name != NULL && weft_addr_ip(&a, name, 0) == 0) {
+    /* An IP literal: checked against the certificate's IP addresses, and
+     * never sent as SNI (RFC 6066). */
+    if (verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1)
+      return WEFT_EINVAL;
+    return 0;
+  }
+  if (name != NULL) {
+    if (SSL_set_tlsext_host_name(ssl, name) != 1)
+      return WEFT_EINVAL;
+    if (verify && SSL_set1_host(ssl, name) != 1)
+      return WEFT_ENOMEM;
+    return 0;
+  }
+  if (!verify)
+    return 0;
+  /* No name at all: the certificate must name the address we reached. */
+  if (weft_stream_peer_addr(s, &a) != 0)
+    return WEFT_EINVAL;
+  const void *raw = a.u.sa.sa_family == AF_INET6
+                        ? (const void *)&a.u.in6.sin6_addr
+                        : (const void *)&a.u.in.sin_addr;
+  if ((a.u.sa.sa_family != AF_INET && a.u.sa.sa_family != AF_INET6) ||
+      inet_ntop(a.u.sa.sa_family, raw, ip, sizeof ip) == NULL ||
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip) != 1)
+    return WEFT_EINVAL;
+  return 0;
+}
+
+static int make_tp(weft_stream *s, weft_tls_ctx *ctx, const char *name,
+                   tls_tp **out) {
+  tls_tp *t = weft__calloc(1, sizeof *t);
+  if (t == NULL)
+    return WEFT_ENOMEM;
+  t->base.vt = &tls_vt;
+  t->base.s = s;
+  t->fd = s->fd;
+  t->handshake = true;
+  ERR_clear_error();
+  t->ssl = SSL_new(ctx->ssl);
+  BIO *b = t->ssl ? BIO_new(bio_meth) : NULL;
+  if (b == NULL) {
+    SSL_free(t->ssl);
+    weft__free(t);
+    ERR_clear_error();
+    return WEFT_ENOMEM;
+  }
+  BIO_set_data(b, t);
+  BIO_set_init(b, 1);
+  SSL_set_bio(t->ssl, b, b);
+  int rc = 0;
+  if (ctx->server)
+    SSL_set_accept_state(t->ssl);
+  else {
+    SSL_set_connect_state(t->ssl);
+    rc = set_peer_name(s, t->ssl, name, !ctx->insecure);
+  }
+  if (rc != 0) {
+    tls_free(&t->base);
+    ERR_clear_error();
+    return rc;
+  }
+  /* Bytes the peer sent after the plaintext part belong to the handshake. */
+  size_t have = weft__buf_len(&s->rbuf);
+  if (have > 0) {
+    t->pre = weft__malloc(have);
+    if (t->pre == NULL) {
+      tls_free(&t->base);
+      return WEFT_ENOMEM;
+    }
+    memcpy(t->pre, s->rbuf.data + s->rbuf.start, have);
+    t->pre_len = have;
+    s->rbuf.start = s->rbuf.end = 0;
+  }
+  *out = t;
+  return 0;
+}
+
+static int handshake(weft_stream *s, tls_tp *t) {
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1)
+      break;
+    int want = 0;
+    int rc = ssl_result(t, r, &want);
+    if (rc != WEFT_EAGAIN)
+      return rc;
+    weft__stream_spent(s, want);
+    rc = weft__stream_wait_io(s, want);
+    if (rc != 0)
+      return rc;
+  }
+  t->handshake = false;
+  const unsigned char *p;
+  unsigned len;
+  SSL_get0_alpn_selected(t->ssl, &p, &len);
+  if (p != NULL && len > 0 && len < sizeof t->alpn) {
+    memcpy(t->alpn, p, len);
+    t->alpn[len] = '\0';
+  }
+  return 0;
+}
+
+int weft_stream_start_tls(weft_stream *s, weft_tls_ctx *ctx,
+                          const char *server_name) {
+  WEFT__NEED_TASK(t);
+  if (s == NULL || ctx == NULL)
+    return WEFT_EINVAL;
+  if (s->loop != t->loop)
+    return WEFT_EWRONGLOOP;
+  if (s->released)
+    return WEFT_ECANCELED;
+  if (s->tls != NULL)
+    return WEFT_EALREADY;
+  if (s->reading || s->writing || s->shutting)
+    return WEFT_EBUSY;
+  if (s->shut)
+    return WEFT_EPIPE;
+  if (!init())
+    return WEFT_ENOMEM;
+  weft__stream_enter(s);
+  s->reading = s->writing = true; /* the handshake owns both directions */
+  weft_timeout scope;
+  weft_timeout_enter(&scope, ctx->handshake_timeout > 0 ? ctx->handshake_timeout
+                                                        : (double)INFINITY);
+  /* What was written in plaintext goes first. */
+  int rc = weft__stream_wait_drain(s, 0);
+  tls_tp *tp = NULL;
+  if (rc == 0)
+    rc = make_tp(s, ctx, server_name ? server_name : s->server_name, &tp);
+  if (rc == 0) {
+    s->tls = s->tp = &tp->base;
+    s->rwant = WEFT__WANT_READ;
+    s->wwant = WEFT__WANT_WRITE;
+    rc = handshake(s, tp);
+  }
+  (void)weft_timeout_exit(&scope);
+  if (!s->released) {
+    s->reading = s->writing = false;
+    if (rc != 0) {
+      /* Unusable from now on; the caller frees it. */
+      s->rerr = s->werr = rc;
+    }
+  }
+  return weft__stream_leave(s, rc);
+}
+
+int weft_stream_tls_shutdown(weft_stream *s, double timeout) {
+  WEFT__NEED_TASK(t);
+  if (s == NULL)
+    return WEFT_EINVAL;
+  if (s->loop != t->loop)
+    return WEFT_EWRONGLOOP;
+  if (s->released)
+    return WEFT_ECANCELED;
+  if (s->tls == NULL)
+    return WEFT_EINVAL;
+  if (s->reading)
+    return WEFT_EBUSY;
+  weft__stream_enter(s);
+  weft_timeout scope;
+  weft_timeout_enter(&scope, timeout >= 0 ? timeout : (double)INFINITY);
+  int rc = weft_stream_shutdown(s);
+  if (!s->released)
+    s->reading = true;
+  while (rc == 0 && !s->released) {
+    size_t have = weft__buf_len(&s->rbuf);
+    if (have > SHUTDOWN_KEEP) {
+      rc = WEFT_ELIMIT;
+      break;
+    }
+    rc = weft__stream_fill(s, have + 1);
+  }
+  if (rc == WEFT_EOF)
+    rc = 0; /* the peer's close_notify */
+  (void)weft_timeout_exit(&scope);
+  if (!s->released)
+    s->reading = false;
+  return weft__stream_leave(s, rc);
+}
+
+static tls_tp *tls_of(const weft_stream *s) {
+  return s != NULL && !s->released ? (tls_tp *)s->tls : NULL;
+}
+
+const char *weft_stream_tls_alpn(const weft_stream *s) {
+  tls_tp *t = tls_of(s);
+  return t && t->alpn[0] ? t->alpn : NULL;
+}
+
+const char *weft_stream_tls_version(const weft_stream *s) {
+  tls_tp *t = tls_of(s);
+  return t ? SSL_get_version(t->ssl) : NULL;
+}
+
+const char *weft_stream_tls_cipher(const weft_stream *s) {
+  tls_tp *t = tls_of(s);
+  return t ? SSL_get_cipher_name(t->ssl) : NULL;
+}
+
+const char *weft_stream_tls_server_name(const weft_stream *s) {
+  tls_tp *t = tls_of(s);
+  return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+bool weft_stream_tls_resumed(const weft_stream *s) {
+  tls_tp *t = tls_of(s);
+  return t ? SSL_session_reused(t->ssl) == 1 : false;
+}
+
+void *weft_stream_tls_ssl(const weft_stream *s) {
+  tls_tp *t = tls_of(s);
+  return t ? t->ssl : NULL;
+}
