@@ -32,6 +32,7 @@ static const struct scenario {
 } scenarios[] = {
     {"basics", "coroutines, await, gather, create_task, wait_for"},
     {"queue", "producer/consumer over a bounded queue"},
+    {"echo", "streams: a TCP/TLS echo server and its clients"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 
