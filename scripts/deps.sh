@@ -24,6 +24,9 @@ fi
 # s_server / s_client peers.
 build_pkgs="$build_pkgs libssl-dev ca-certificates"
 test_pkgs="$test_pkgs openssl"
+# Network benchmarks: nginx is the TLS handshake peer (started by the
+# benchmark in a temporary directory); openssl makes the certificate both use.
+bench_pkgs="$bench_pkgs nginx openssl"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
