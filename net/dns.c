@@ -67,6 +67,8 @@ struct weft_resolver {
   size_t inflight, max_inflight;
   bool pumping;    /* pump() is on the stack */
   bool destroying; /* ares_destroy() is running */
+  bool oom;        /* a socket could not be watched (fail_all) */
+  bool failing;    /* fail_all() cancels: report WEFT_ENOMEM */
   bool loop_owned;
 
   size_t cache_size;
@@ -156,8 +158,8 @@ static dns_sock *find_sock(weft_resolver *r, int fd) {
 }
 
 /* c-ares's word on which sockets to watch. Should memory run out here, the
- * socket goes unwatched and its queries end by c-ares's timeout, which the
- * timer still drives: a failed lookup, never a hang. */
+ * socket would go unwatched: after_ares() then fails every lookup with
+ * WEFT_ENOMEM and has c-ares close its sockets, so nothing hangs. */
 static void sock_state_cb(void *data, ares_socket_t fd, int readable,
                           int writable) {
   weft_resolver *r = data;
@@ -174,39 +176,69 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
     if (r->nsocks == r->socks_cap) {
       size_t cap = r->socks_cap ? r->socks_cap * 2 : 4;
       dns_sock *n = weft__realloc(r->socks, cap * sizeof *n);
-      if (n == NULL)
+      if (n == NULL) {
+        r->oom = true;
         return;
+      }
       r->socks = n;
       r->socks_cap = cap;
     }
     struct event *ev =
         event_new(r->loop->base, fd, what | EV_PERSIST, sock_cb, r);
-    if (ev == NULL)
+    if (ev == NULL || event_add(ev, NULL) != 0) {
+      if (ev != NULL)
+        event_free(ev);
+      r->oom = true;
       return;
+    }
     s = &r->socks[r->nsocks++];
     s->fd = fd;
     s->ev = ev;
+    s->what = what;
   } else if (s->what != what) {
     event_del(s->ev);
     event_assign(s->ev, r->loop->base, fd, what | EV_PERSIST, sock_cb, r);
-  } else {
-    return;
+    s->what = what;
+    if (event_add(s->ev, NULL) != 0)
+      r->oom = true;
   }
-  s->what = what;
-  event_add(s->ev, NULL);
 }
 
 static void pump(weft_resolver *r);
+static void settle(weft_resolver *r, weft__dns_entry *e, int status,
+                   weft__dns_ip *ips, size_t nips, uint64_t ttl_ns);
+
+/* Memory ran out where a socket or the timer had to be watched: without
+ * them nothing would ever end the lookups, so end them all now with
+ * WEFT_ENOMEM, and have c-ares close its sockets (setting the servers again
+ * does that) so the next lookup starts afresh. */
+static void fail_all(weft_resolver *r) {
+  r->oom = false;
+  r->failing = true;
+  ares_cancel(r->ch);
+  weft__list *n;
+  while ((n = weft__list_pop_front(&r->line)) != NULL)
+    settle(r, weft__container_of(n, weft__dns_entry, line), WEFT_ENOMEM, NULL,
+           0, 0);
+  r->failing = false;
+  struct ares_addr_port_node *servers = NULL;
+  if (ares_get_servers_ports(r->ch, &servers) == ARES_SUCCESS)
+    ares_set_servers_ports(r->ch, servers);
+  ares_free_data(servers);
+  evtimer_del(r->timer);
+}
 
 /* After every call into c-ares: start what waits in line, and wake up for
  * c-ares's next timeout. */
 static void after_ares(weft_resolver *r) {
   pump(r);
   struct timeval tv;
-  if (ares_timeout(r->ch, NULL, &tv) != NULL)
-    evtimer_add(r->timer, &tv);
-  else
+  if (r->oom)
+    fail_all(r);
+  else if (ares_timeout(r->ch, NULL, &tv) == NULL)
     evtimer_del(r->timer);
+  else if (evtimer_add(r->timer, &tv) != 0)
+    fail_all(r);
 }
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg) {
@@ -314,7 +346,7 @@ static void addrinfo_cb(void *arg, int status, int timeouts,
   weft__dns_entry *e = arg;
   weft_resolver *r = e->r;
   r->inflight--;
-  int rc = map_status(status);
+  int rc = r->failing ? WEFT_ENOMEM : map_status(status);
   weft__dns_ip *ips = NULL;
   size_t nips = 0;
   uint64_t ttl_ns = 0;
@@ -464,7 +496,9 @@ static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
    * channel again when either must change. */
   struct ares_options saved;
   int smask;
+  memset(&saved, 0, sizeof saved);
   if (ares_save_options(r->ch, &saved, &smask) != ARES_SUCCESS) {
+    ares_destroy_options(&saved); /* what it copied before it failed */
     ares_destroy(r->ch);
     return WEFT_ENOMEM;
   }
@@ -794,7 +828,7 @@ static void nameinfo_cb(void *arg, int status, int timeouts, char *node,
   r->inflight--;
   reverse_waiter *w = req->w;
   if (w != NULL) {
-    int rc = map_status(status);
+    int rc = r->failing ? WEFT_ENOMEM : map_status(status);
     if (rc == 0 && node == NULL)
       rc = WEFT_ENOHOST;
     if (rc == 0) {

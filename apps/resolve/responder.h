@@ -417,34 +417,50 @@ static inline int dnsr_start(dnsr **out, const char *ip, int port) {
   }
   s->family = ss.ss_family;
   int rc = 0, one = 1;
-  s->udp = socket(s->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  s->tcp = socket(s->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s->udp < 0 || s->tcp < 0 || pipe2(s->wake, O_CLOEXEC) != 0) {
+  if (pipe2(s->wake, O_CLOEXEC) != 0) {
     rc = -errno;
     goto fail;
   }
-  /* Room for a burst of queries: a full buffer drops them. */
-  int rcv = 4 << 20;
-  setsockopt(s->udp, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-  setsockopt(s->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(s->udp, (struct sockaddr *)&ss, sl) != 0) {
+  /* UDP picks the port, TCP takes the same one; should a TCP socket hold
+   * that port already, try another (only when any port will do). */
+  for (int attempt = 0;; attempt++) {
+    s->udp = socket(s->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    s->tcp = socket(s->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s->udp < 0 || s->tcp < 0) {
+      rc = -errno;
+      goto fail;
+    }
+    /* Room for a burst of queries: a full buffer drops them. */
+    int rcv = 4 << 20;
+    setsockopt(s->udp, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    setsockopt(s->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (s->family == AF_INET)
+      a4->sin_port = htons((uint16_t)port);
+    else
+      a6->sin6_port = htons((uint16_t)port);
+    if (bind(s->udp, (struct sockaddr *)&ss, sl) != 0) {
+      rc = -errno;
+      goto fail;
+    }
+    struct sockaddr_storage got;
+    socklen_t gl = sizeof got;
+    getsockname(s->udp, (struct sockaddr *)&got, &gl);
+    s->port =
+        ntohs(s->family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                   : ((struct sockaddr_in6 *)&got)->sin6_port);
+    if (s->family == AF_INET)
+      a4->sin_port = htons((uint16_t)s->port);
+    else
+      a6->sin6_port = htons((uint16_t)s->port);
+    if (bind(s->tcp, (struct sockaddr *)&ss, sl) == 0 &&
+        listen(s->tcp, 16) == 0)
+      break;
     rc = -errno;
-    goto fail;
-  }
-  /* TCP on the port UDP got. */
-  struct sockaddr_storage got;
-  socklen_t gl = sizeof got;
-  getsockname(s->udp, (struct sockaddr *)&got, &gl);
-  s->port =
-      ntohs(s->family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-                                 : ((struct sockaddr_in6 *)&got)->sin6_port);
-  if (s->family == AF_INET)
-    a4->sin_port = htons((uint16_t)s->port);
-  else
-    a6->sin6_port = htons((uint16_t)s->port);
-  if (bind(s->tcp, (struct sockaddr *)&ss, sl) != 0 || listen(s->tcp, 16)) {
-    rc = -errno;
-    goto fail;
+    close(s->udp);
+    close(s->tcp);
+    s->udp = s->tcp = -1;
+    if (port != 0 || rc != -EADDRINUSE || attempt == 50)
+      goto fail;
   }
   rc = -pthread_create(&s->thread, NULL, dnsr__main, s);
   if (rc != 0)

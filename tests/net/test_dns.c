@@ -24,7 +24,11 @@ static weft_addr srv_addr;
 static const char *const no_domains[] = {NULL};
 
 static void srv_up(void) {
-  T_OK(dnsr_start(&srv, "127.0.0.1", 0));
+  int rc = dnsr_start(&srv, "127.0.0.1", 0);
+  if (rc != 0) { /* nothing here can work without it */
+    fprintf(stderr, "cannot start the DNS server: %s\n", strerror(-rc));
+    exit(1);
+  }
   T_OK(weft_addr_ip(&srv_addr, "127.0.0.1", srv->port));
 }
 
@@ -915,6 +919,106 @@ static void test_no_task(void) {
   T_EQ(st.lookups, 0);
 }
 
+/* ---- failing allocations ---- */
+
+static long live, countdown, failures;
+
+static void *f_malloc(size_t n) {
+  if (countdown == 0) {
+    failures++;
+    return NULL;
+  }
+  if (countdown > 0)
+    countdown--;
+  void *p = malloc(n);
+  if (p)
+    live++;
+  return p;
+}
+static void *f_realloc(void *p, size_t n) {
+  if (p == NULL)
+    return f_malloc(n);
+  if (countdown == 0) {
+    failures++;
+    return NULL;
+  }
+  if (countdown > 0)
+    countdown--;
+  return realloc(p, n);
+}
+static void f_free(void *p) {
+  if (p) {
+    live--;
+    free(p);
+  }
+}
+
+/* Makes a resolver, looks up, hits the cache, looks up in reverse, and
+ * stops at the first failure. */
+static int alloc_body(void *arg) {
+  (void)arg;
+  weft_resolver_opts ro = base_opts();
+  weft_resolver *r;
+  int rc = weft_resolver_new(&r, &ro);
+  if (rc != 0)
+    return rc;
+  weft_addr a[4];
+  size_t n;
+  rc = resolve_in(r, "alloc.example.test", AF_UNSPEC, a, 4, &n);
+  if (rc == 0)
+    rc = resolve_in(r, "alloc.example.test", AF_UNSPEC, a, 4, &n);
+  if (rc == 0)
+    rc = resolve_in(r, "alloc.nx.test", AF_INET, a, 4, &n) == WEFT_ENOHOST
+             ? 0
+             : WEFT_ENOMEM;
+  if (rc == 0) {
+    char host[WEFT_DNS_NAMELEN];
+    weft_resolve_opts o = {.size = sizeof o, .resolver = r};
+    T_OK(weft_addr_ip(&a[0], "10.1.2.3", 0));
+    rc = weft_resolve_reverse(&a[0], &o, host, sizeof host);
+  }
+  weft_resolver_free(r);
+  return rc;
+}
+
+static void test_alloc(void) {
+  srv_up();
+  weft_allocator al = {f_malloc, f_realloc, f_free};
+  T_OK(weft_set_allocator(&al));
+  countdown = -1;
+  live = 0;
+  T_OK(weft_run(alloc_body, NULL));
+  T_EQ(live, 0);
+  long enomem = 0, other = 0, k;
+  /* T_ALLOC_FROM=k starts there, for debugging one failure. */
+  long from = getenv("T_ALLOC_FROM") ? atol(getenv("T_ALLOC_FROM")) : 0;
+  for (k = from; k < 5000; k++) {
+    countdown = k;
+    failures = 0;
+    live = 0;
+    int rc = weft_run(alloc_body, NULL);
+    if (failures == 0) {
+      T_OK(rc);
+      break;
+    }
+    /* Where c-ares itself runs out it may lose a reply (a timeout) or
+     * report the name as not found; any error is fine, leaking, crashing or
+     * hanging is not. */
+    enomem += rc == WEFT_ENOMEM;
+    other += rc != 0 && rc != WEFT_ENOMEM;
+    if (live != 0)
+      t__fail(__FILE__, __LINE__, "allocation %ld failed: %ld blocks leaked", k,
+              live);
+  }
+  printf("\n    %ld allocations, %ld runs ended in ENOMEM, %ld in another "
+         "error\n",
+         k, enomem, other);
+  T_LT(k, 5000);
+  T_GT(enomem, 10);
+  T_OK(weft_set_allocator(NULL));
+  srv_down();
+}
+
 static const t_case cases[] = {
     {"numeric", test_numeric},
     {"hosts", test_hosts},
@@ -934,6 +1038,7 @@ static const t_case cases[] = {
     {"many", test_many},
     {"configure", test_configure},
     {"no_task", test_no_task},
+    {"alloc", test_alloc},
     {NULL, NULL},
 };
 
