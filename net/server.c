@@ -279,11 +279,13 @@ static int conn_main(void *arg) {
   c->phase = C_SERVING;
   rc = s->fn(st, s->arg);
   c->phase = C_CLOSING;
-  if (rc < 0) {
-    if (!c->idled && !c->cancelled)
+  if (rc < 0 && !c->idled && !c->cancelled) {
+    if (quiet_error(rc)) {
+      s->stats.peer_errors++;
+    } else {
       s->stats.handler_errors++;
-    if (!quiet_error(rc))
       report(s, c, rc);
+    }
   }
   c->stream = NULL;
   if (weft_cancelled())

@@ -110,15 +110,15 @@ static void print_listening(weft_server *srv, bool tls) {
 static void print_stats(weft_server *srv) {
   weft_server_stats st;
   weft_server_stats_get(srv, &st);
-  fprintf(stderr,
-          "%s: served %llu connections (peak %llu at once), %llu handler "
-          "errors, %llu idle timeouts, %llu TLS failures, %llu cancelled at "
-          "shutdown\n",
-          prog, (unsigned long long)st.accepted, (unsigned long long)st.peak,
-          (unsigned long long)st.handler_errors,
-          (unsigned long long)st.idle_timeouts,
-          (unsigned long long)st.tls_failures,
-          (unsigned long long)st.cancelled);
+  fprintf(
+      stderr,
+      "%s: served %llu connections (peak %llu at once), %llu handler "
+      "errors, %llu ended by the peer, %llu idle timeouts, %llu TLS "
+      "failures, %llu cancelled at shutdown\n",
+      prog, (unsigned long long)st.accepted, (unsigned long long)st.peak,
+      (unsigned long long)st.handler_errors, (unsigned long long)st.peer_errors,
+      (unsigned long long)st.idle_timeouts, (unsigned long long)st.tls_failures,
+      (unsigned long long)st.cancelled);
 }
 
 /* With --workers, every worker serves the same port (SO_REUSEPORT). With

@@ -125,7 +125,9 @@ WEFT_EXTERN bool weft_server_closing(const weft_server *s);
  * that had to be cancelled (0: all finished in time); WEFT_ECANCELED or
  * WEFT_ETIMEDOUT when the caller was cancelled or its own deadline passed
  * during the grace period (the remaining handlers were then cancelled and
- * awaited just the same); WEFT_ENOTASK, WEFT_EWRONGLOOP.
+ * awaited just the same); WEFT_EDEADLK when called from one of the
+ * server's own handlers (it would wait for itself; nothing is done);
+ * WEFT_EINVAL (grace is NaN), WEFT_ENOTASK, WEFT_EWRONGLOOP.
  */
 WEFT_EXTERN int weft_server_shutdown(weft_server *s, double grace);
 
@@ -142,7 +144,11 @@ typedef struct weft_server_stats {
   uint64_t accept_errors;  /* other accept() failures (each retried) */
   uint64_t dropped;        /* accepted but closed at once: no memory for the
                               connection's task (also reported on stderr) */
-  uint64_t handler_errors; /* handlers that returned < 0 */
+  uint64_t handler_errors; /* handlers that failed (returned < 0) for a
+                              reason of their own; each is reported */
+  uint64_t peer_errors;    /* handlers that returned the peer's failure:
+                              WEFT_EOF, a reset, WEFT_EPIPE, a timeout, a
+                              TLS error (counted, not reported) */
   uint64_t idle_timeouts;  /* connections closed for idleness */
   uint64_t tls_failures;   /* handshakes that failed or timed out */
   uint64_t cancelled;      /* handlers cancelled by a shutdown or a free */

@@ -96,8 +96,9 @@ WEFT_EXTERN int weft_loop_call_threadsafe(weft_loop *loop,
 /*
  * Starts n threads (n <= 0: one per online CPU), each running main(arg) as the
  * first task of a loop of its own (with `opts`, may be NULL), and waits for
- * all of them. Blocks the calling thread (which must not run a loop inside a
- * task; a thread with an idle loop is fine). Like a task group, the first
+ * all of them. Blocks the calling thread: call it outside any task
+ * (typically from main()); a task calling it would stall its own loop. Any
+ * thread. Like a task group, the first
  * main that fails (returns < 0, other than a WEFT_ECANCELED this call caused)
  * cancels the mains of the other workers; their tasks see WEFT_ECANCELED at
  * their next suspension. Returns 0 when every main returned >= 0, else the

@@ -592,6 +592,18 @@ static int m_failing_handler(void *arg) {
   T_EQ(st.handler_errors, N / 4);
   T_EQ(st.accepted, N);
   T_OK(echo_once(&addr, "still serving"));
+  /* A peer that resets is the peer's doing: counted apart, not reported. */
+  weft_stream *r;
+  char b[4];
+  T_OK(weft_stream_connect_addr(&r, &addr, NULL));
+  T_OK(weft_stream_write(r, "fine", 4));
+  T_OK(weft_stream_read_exactly(r, b, 4));
+  weft_stream_abort(r);
+  for (int i = 0; i < 200 && weft_server_connections(srv) > 0; i++)
+    T_OK(weft_sleep(0.005));
+  weft_server_stats_get(srv, &st);
+  T_EQ(st.peer_errors, 1);
+  T_EQ(st.handler_errors, N / 4);
   T_RC(weft_server_shutdown(srv, 1), 0);
   weft_server_free(srv);
   return 0;
