@@ -42,7 +42,11 @@
 #define DEFAULT_CACHE_SIZE 512
 #define DEFAULT_MAX_TTL 3600.0
 #define DEFAULT_NEGATIVE_TTL 10.0
-#define DEFAULT_MAX_INFLIGHT 256
+#define DEFAULT_MAX_INFLIGHT 128
+/* Replies of a full line of queries arriving in one burst must fit in the
+ * socket's receive buffer, or some are dropped and cost a retransmission
+ * timeout each. The kernel caps this at net.core.rmem_max. */
+#define SOCKET_RCVBUF (1 << 20)
 #define DEFAULT_TRIES 2 /* glibc's; c-ares's own default is 4 */
 #define CARES_DEFAULT_TRIES 4
 #define MAX_NAME 254 /* 253 characters, plus a trailing dot */
@@ -453,9 +457,10 @@ static int opts_valid(const weft_resolver_opts *o) {
 static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
   struct ares_options ao;
   memset(&ao, 0, sizeof ao);
-  int mask = ARES_OPT_SOCK_STATE_CB;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_SOCK_RCVBUF;
   ao.sock_state_cb = sock_state_cb;
   ao.sock_state_cb_data = r;
+  ao.socket_receive_buffer_size = SOCKET_RCVBUF;
   if (o->timeout > 0) {
     double ms = ceil(o->timeout * 1000);
     ao.timeout = ms < 1 ? 1 : (int)ms;

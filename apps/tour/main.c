@@ -33,6 +33,7 @@ static const struct scenario {
     {"basics", "coroutines, await, gather, create_task, wait_for"},
     {"queue", "producer/consumer over a bounded queue"},
     {"echo", "streams: a TCP/TLS echo server and its clients"},
+    {"resolve", "DNS: many names at once, cache, errors, timeouts"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 

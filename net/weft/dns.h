@@ -76,7 +76,7 @@ typedef struct weft_resolver_opts {
 
   /* Queries sent at once; more lookups wait in line, in order, for a slot.
    * Keeps a burst from overflowing the socket buffers and the server.
-   * Default 256. */
+   * Default 128. */
   size_t max_inflight;
 } weft_resolver_opts;
 
