@@ -398,6 +398,7 @@ static void got_reply(worker *w, uint8_t *body) {
     w->state = WK_IDLE;
     weft__list_push_back(&p->idle, &w->link);
   }
+  dispatch(p);
 }
 
 /* Parses what the stage holds. Returns false once w left service. */
@@ -433,6 +434,7 @@ static bool parse(worker *w) {
         p->starting--;
         p->start_fail = 0;
         weft__list_push_back(&p->idle, &w->link);
+        dispatch(p);
         continue;
       }
       if (w->state != WK_BUSY || w->call == NULL) {
