@@ -65,7 +65,8 @@ struct weft_server {
   bool backing_off; /* backoff_ev is pending */
   bool sweeping;    /* sweep_ev is added */
   bool closing;
-  bool freed; /* the user let go: the last connection frees it */
+  bool freed;    /* the user let go: the last one out frees it */
+  unsigned busy; /* tasks inside weft_server_shutdown */
   uint64_t backoff_ns;
   weft__list conns;
   weft__list drained; /* waiters for conns to become empty */
@@ -237,7 +238,7 @@ static void conn_end(conn *c) {
   update_sweep(s);
   if (s->nconns == 0) {
     weft__waiters_complete_all(&s->drained, 0);
-    if (s->freed)
+    if (s->freed && s->busy == 0)
       really_free(s);
   }
 }
@@ -611,6 +612,7 @@ int weft_server_shutdown(weft_server *s, double grace) {
       return WEFT_EDEADLK;
   }
   weft_server_close(s);
+  s->busy++; /* a free meanwhile must leave the memory to us */
   int caller_rc = 0;
   if (s->nconns > 0 && grace > 0) {
     weft_timeout scope;
@@ -625,6 +627,8 @@ int weft_server_shutdown(weft_server *s, double grace) {
     cancelled = cancel_all(s);
     (void)wait_drained(s, t, WEFT__PARK_NOCANCEL);
   }
+  if (--s->busy == 0 && s->freed)
+    really_free(s); /* freed by another task while we waited */
   return caller_rc != 0 ? caller_rc : (int)cancelled;
 }
 
@@ -632,12 +636,13 @@ void weft_server_free(weft_server *s) {
   if (s == NULL)
     return;
   weft_server_close(s);
-  if (s->nconns == 0) {
+  if (s->nconns == 0 && s->busy == 0) {
     really_free(s);
     return;
   }
-  /* Handlers run on until they see the cancellation; the last one frees
-   * the server (conn_end). */
+  /* Handlers run on until they see the cancellation; the last one out
+   * (a connection in conn_end, or a task in weft_server_shutdown) frees the
+   * server. */
   s->freed = true;
   (void)cancel_all(s);
 }

@@ -163,7 +163,9 @@ WEFT_EXTERN void weft_server_stats_get(const weft_server *s,
  * closed first; handlers still running are cancelled and run on until they
  * return (their connections are then closed, and the server's memory goes
  * with the last one), so whatever `arg` points to must stay valid until
- * they have returned - call weft_server_shutdown first to know when.
+ * they have returned - call weft_server_shutdown first to know when. A
+ * task already waiting in weft_server_shutdown returns normally once they
+ * are gone (the memory goes after it). Never use the pointer again.
  */
 WEFT_EXTERN void weft_server_free(weft_server *s);
 

@@ -537,6 +537,32 @@ static int m_free_running(void *arg) {
 }
 static void test_free_running(void) { RUN(m_free_running, NULL); }
 
+/* Freed by one task while another waits in its shutdown: the waiting task
+ * still returns (the memory goes after it). */
+static int m_free_during_shutdown(void *arg) {
+  (void)arg;
+  probe p = {.work = 30};
+  weft_addr addr;
+  weft_server *srv = serve_on("127.0.0.1", slow, &p, NULL, &addr);
+  asker a = {.addr = addr};
+  weft_task *c, *sd;
+  T_OK(weft_spawn(&c, ask, &a));
+  for (int i = 0; i < 200 && p.started < 1; i++)
+    T_OK(weft_sleep(0.005));
+  T_OK(weft_spawn(&sd, shutdown_task, srv));
+  T_OK(weft_sleep(0.05));
+  weft_server_free(srv); /* cancels the handler; sd wakes when it is gone */
+  int r = -1;
+  T_OK(weft_join(sd, &r));
+  T_EQ(r, 0); /* nothing left for it to cancel */
+  T_OK(weft_join(c, &r));
+  T_EQ(p.cancelled, 1);
+  return 0;
+}
+static void test_free_during_shutdown(void) {
+  RUN(m_free_during_shutdown, NULL);
+}
+
 /* ---- a failing handler disturbs nobody ---- */
 
 typedef struct mixed {
@@ -952,6 +978,7 @@ static const t_case cases[] = {
     {"shutdown_cancelled", test_shutdown_cancelled},
     {"shutdown_from_handler", test_shutdown_from_handler},
     {"free_running", test_free_running},
+    {"free_during_shutdown", test_free_during_shutdown},
     {"failing_handler", test_failing_handler},
     {"unix", test_unix},
     {"emfile", test_emfile},
