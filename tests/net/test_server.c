@@ -673,7 +673,9 @@ static int m_unix(void *arg) {
   T_TRUE(access(path, F_OK) != 0); /* removed with the server */
   rmdir(dir);
   /* An abstract socket has no file at all. */
-  T_OK(weft_addr_unix(&a, "@weft-test-abstract-echo"));
+  char abs_name[64];
+  snprintf(abs_name, sizeof abs_name, "@weft-test-echo-%d", (int)getpid());
+  T_OK(weft_addr_unix(&a, abs_name));
   T_OK(weft_serve(&srv, &a, echo, NULL, NULL));
   T_OK(weft_stream_connect_addr(&s, &a, NULL));
   T_OK(weft_stream_write(s, "abs", 3));
