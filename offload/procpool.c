@@ -23,8 +23,8 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +104,7 @@ struct weft_procpool {
   double spin_us;
   worker **w; /* nworkers slots; a dying worker leaves its slot */
   size_t alive, starting;
-  worker **gone;    /* dying workers not yet reaped */
+  worker **gone; /* dying workers not yet reaped */
   size_t ngone, gone_cap;
   weft__list idle;
   weft__list queue;
@@ -452,8 +452,9 @@ static bool parse(worker *w) {
       w->in_body = true;
       w->body_len = (size_t)h->len;
       w->body_got = 0;
-      w->body = weft__malloc(w->body_len ? w->body_len : 1);
-      if (w->body == NULL) {
+      /* An empty reply allocates nothing: out.data stays NULL. */
+      w->body = w->body_len ? weft__malloc(w->body_len) : NULL;
+      if (w->body == NULL && w->body_len) {
         bad_message(w, WEFT_ENOMEM, "no memory for the reply");
         return false;
       }
@@ -461,7 +462,8 @@ static bool parse(worker *w) {
     size_t n = w->body_len - w->body_got;
     if (n > w->slen - w->spos)
       n = w->slen - w->spos;
-    memcpy(w->body + w->body_got, w->stage + w->spos, n);
+    if (n)
+      memcpy(w->body + w->body_got, w->stage + w->spos, n);
     w->body_got += n;
     w->spos += n;
     if (w->body_got == w->body_len)
@@ -559,10 +561,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   if (c == NULL)
     return;
   p->st.timeouts++;
-  call_fail(c, WEFT_ETIMEDOUT,
-            "call '%.*s' timed out after %.3f s; worker %d killed",
-            (int)c->name_len, c->name, (double)c->timeout_ns / 1e9,
-            (int)w->pid);
+  call_fail(
+      c, WEFT_ETIMEDOUT, "call '%.*s' timed out after %.3f s; worker %d killed",
+      (int)c->name_len, c->name, (double)c->timeout_ns / 1e9, (int)w->pid);
   worker_kill(w);
 }
 
@@ -669,15 +670,15 @@ static int worker_spawn(weft_procpool *p) {
   w->tev = evtimer_new(b, timer_cb, w);
   if (w->pidfd >= 0)
     w->pev = event_new(b, w->pidfd, EV_READ, pidfd_cb, w);
-  struct timeval stv = {.tv_sec = (time_t)p->start_timeout,
-                        .tv_usec = (suseconds_t)((p->start_timeout -
-                                                  (double)(time_t)
-                                                      p->start_timeout) *
-                                                 1e6)};
-  if (w->rev == NULL || w->wev == NULL || w->errev == NULL ||
-      w->tev == NULL || w->pidfd < 0 || w->pev == NULL ||
-      event_add(w->rev, NULL) != 0 || event_add(w->errev, NULL) != 0 ||
-      event_add(w->pev, NULL) != 0 || event_add(w->tev, &stv) != 0) {
+  struct timeval stv = {
+      .tv_sec = (time_t)p->start_timeout,
+      .tv_usec =
+          (suseconds_t)((p->start_timeout - (double)(time_t)p->start_timeout) *
+                        1e6)};
+  if (w->rev == NULL || w->wev == NULL || w->errev == NULL || w->tev == NULL ||
+      w->pidfd < 0 || w->pev == NULL || event_add(w->rev, NULL) != 0 ||
+      event_add(w->errev, NULL) != 0 || event_add(w->pev, NULL) != 0 ||
+      event_add(w->tev, &stv) != 0) {
     rc = w->pidfd < 0 ? WEFT_ENOSYS : WEFT_ENOMEM;
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -835,7 +836,8 @@ int weft_procpool_new(weft_procpool **out, const weft_procpool_opts *opts) {
   p->nworkers = o.workers ? o.workers : ncpu > 0 ? (size_t)ncpu : 1;
   p->queue_max = o.queue_max ? o.queue_max : 1024;
   p->max_calls = o.max_calls_per_worker;
-  p->call_timeout_ns = o.call_timeout > 0 ? (uint64_t)(o.call_timeout * 1e9) : 0;
+  p->call_timeout_ns =
+      o.call_timeout > 0 ? (uint64_t)(o.call_timeout * 1e9) : 0;
   p->start_timeout = o.start_timeout > 0 ? o.start_timeout : 10;
   p->max_msg = o.max_msg ? o.max_msg : ((size_t)1 << 30);
   p->spin_us = o.spin_us == 0 ? 50 : o.spin_us < 0 ? 0 : o.spin_us;
@@ -881,8 +883,7 @@ void weft_procpool_free(weft_procpool *p) {
     return;
   p->closed = true;
   while (!weft__list_empty(&p->queue))
-    call_finish(weft__container_of(p->queue.next, pcall, link),
-                WEFT_ECANCELED);
+    call_finish(weft__container_of(p->queue.next, pcall, link), WEFT_ECANCELED);
   weft__waiters_complete_all(&p->room, WEFT_ECANCELED);
   kill_all(p, WEFT_ECANCELED);
   weft__waiters_complete_all(&p->drained, WEFT_ECANCELED);
@@ -996,8 +997,7 @@ int weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
     return fail_msg(WEFT_ENOENT, "no process pool function '%s' is registered",
                     name);
   if (in_len > p->max_msg)
-    return fail_msg(WEFT_EMSGSIZE, "request to '%s' larger than max_msg",
-                    name);
+    return fail_msg(WEFT_EMSGSIZE, "request to '%s' larger than max_msg", name);
   int rc = weft__checkpoint(t);
   if (rc != 0)
     return rc;

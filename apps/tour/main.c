@@ -34,6 +34,8 @@ static const struct scenario {
     {"queue", "producer/consumer over a bounded queue"},
     {"echo", "streams: a TCP/TLS echo server and its clients"},
     {"resolve", "DNS: many names at once, cache, errors, timeouts"},
+    {"offload", "CPU-bound work: the loop, threads, a process pool"},
+    {"files", "async file I/O (aiofiles) while other tasks run"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 

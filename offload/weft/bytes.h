@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 typedef struct weft_bytes {
-  uint8_t *data; /* NULL when len == 0, or a weft allocation */
+  uint8_t *data; /* a weft allocation, or NULL (then len is 0) */
   size_t len;
 } weft_bytes;
 

@@ -79,9 +79,9 @@ WEFT_EXTERN const char *weft_file_path(const weft_file *f);
 /* stat(2), rename(2), unlink(2), mkdir(2), rmdir(2) by path. */
 WEFT_EXTERN WEFT_NODISCARD int weft_fs_stat(const char *path, struct stat *st);
 WEFT_EXTERN WEFT_NODISCARD int weft_fs_rename(const char *from, const char *to);
-WEFT_EXTERN WEFT_NODISCARD int weft_fs_unlink(const char *path);
+WEFT_EXTERN int weft_fs_unlink(const char *path);
 WEFT_EXTERN WEFT_NODISCARD int weft_fs_mkdir(const char *path, int mode);
-WEFT_EXTERN WEFT_NODISCARD int weft_fs_rmdir(const char *path);
+WEFT_EXTERN int weft_fs_rmdir(const char *path);
 
 /* Reads the whole file into *out (freed by the caller with
  * weft_bytes_free). Fails with WEFT_EMSGSIZE, reading nothing more, when the
@@ -91,9 +91,8 @@ WEFT_EXTERN WEFT_NODISCARD int weft_fs_read_file(const char *path,
 /* Writes data[0..len) as the whole content of `path`, created with `mode`
  * (0: 0644) or truncated. Returns 0 or an error (the file may then hold a
  * prefix). */
-WEFT_EXTERN WEFT_NODISCARD int weft_fs_write_file(const char *path,
-                                                  const void *data, size_t len,
-                                                  int mode);
+WEFT_EXTERN WEFT_NODISCARD int
+weft_fs_write_file(const char *path, const void *data, size_t len, int mode);
 
 /* ---- line-by-line reading with bounded memory ---- */
 

@@ -126,17 +126,17 @@ typedef struct weft_procpool_opts {
 } weft_procpool_opts;
 
 typedef struct weft_procpool_stats {
-  uint64_t calls;      /* calls made */
-  uint64_t completed;  /* calls the worker answered (with any status) */
-  uint64_t crashed;    /* calls failed because their worker died */
-  uint64_t timeouts;   /* calls failed by their timeout */
-  uint64_t cancelled;  /* calls whose caller gave up (queued or running) */
-  uint64_t bad_msgs;   /* malformed or truncated messages seen */
-  uint64_t spawned;    /* worker processes started */
-  uint64_t retired;    /* workers replaced after max_calls_per_worker */
-  size_t workers;      /* worker processes alive now */
-  size_t queued;       /* calls waiting for a worker now */
-  size_t running;      /* calls in a worker now */
+  uint64_t calls;     /* calls made */
+  uint64_t completed; /* calls the worker answered (with any status) */
+  uint64_t crashed;   /* calls failed because their worker died */
+  uint64_t timeouts;  /* calls failed by their timeout */
+  uint64_t cancelled; /* calls whose caller gave up (queued or running) */
+  uint64_t bad_msgs;  /* malformed or truncated messages seen */
+  uint64_t spawned;   /* worker processes started */
+  uint64_t retired;   /* workers replaced after max_calls_per_worker */
+  size_t workers;     /* worker processes alive now */
+  size_t queued;      /* calls waiting for a worker now */
+  size_t running;     /* calls in a worker now */
 } weft_procpool_stats;
 
 /* Makes a pool on the calling thread's loop. Workers start on demand.
@@ -195,17 +195,14 @@ WEFT_EXTERN WEFT_NODISCARD int weft_proc_call(weft_procpool *p,
                                               size_t in_len, weft_bytes *out);
 WEFT_EXTERN WEFT_NODISCARD int
 weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
-                    size_t in_len, weft_bytes *out,
-                    const weft_proc_opts *opts);
+                    size_t in_len, weft_bytes *out, const weft_proc_opts *opts);
 
 /* Calls a WEFT_PROC_STRUCT_FUNCTION: sends in[0..in_size) and copies the
  * reply into out[0..out_size). A reply of another size fails with
  * WEFT_EBADMSG. Returns as weft_proc_call. */
-WEFT_EXTERN WEFT_NODISCARD int weft_proc_call_fixed(weft_procpool *p,
-                                                    const char *name,
-                                                    const void *in,
-                                                    size_t in_size, void *out,
-                                                    size_t out_size);
+WEFT_EXTERN WEFT_NODISCARD int
+weft_proc_call_fixed(weft_procpool *p, const char *name, const void *in,
+                     size_t in_size, void *out, size_t out_size);
 #define weft_proc_call_struct(p, name, in_ptr, out_ptr)                        \
   weft_proc_call_fixed((p), (name), (in_ptr), sizeof *(in_ptr), (out_ptr),     \
                        sizeof *(out_ptr))

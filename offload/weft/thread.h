@@ -144,9 +144,9 @@ WEFT_EXTERN WEFT_NODISCARD int weft_to_thread(weft_thread_fn fn, void *arg,
 
 /* The same on the pool and with the release function of `opts` (NULL: as
  * weft_to_thread). */
-WEFT_EXTERN WEFT_NODISCARD int weft_to_thread_opts(weft_thread_fn fn,
-                                                   void *arg, intptr_t *result,
-                                                   const weft_thread_opts *opts);
+WEFT_EXTERN WEFT_NODISCARD int
+weft_to_thread_opts(weft_thread_fn fn, void *arg, intptr_t *result,
+                    const weft_thread_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -328,12 +328,14 @@ static int m_timeout(void *arg) {
   T_OK(echo_ok(p, "still serving"));
   T_NE(call_pid(p), pid1);
   /* The pool's default timeout. */
-  weft_procpool_opts po = {.size = sizeof po, .workers = 1, .call_timeout = 0.1};
+  weft_procpool_opts po = {
+      .size = sizeof po, .workers = 1, .call_timeout = 0.1};
   weft_procpool *q = pool_make(0, &po);
   T_RC(weft_proc_call(q, "hang", NULL, 0, &b), WEFT_ETIMEDOUT);
   weft_proc_opts none = {.size = sizeof none, .timeout = -1};
   int ms = 150;
   T_OK(weft_proc_call_opts(q, "busy_ms", &ms, sizeof ms, &b, &none));
+  T_TRUE(b.data == NULL && b.len == 0); /* an empty reply allocates nothing */
   weft_procpool_stats st;
   weft_procpool_stats_get(q, &st);
   T_EQ(st.timeouts, 1);
@@ -608,9 +610,7 @@ static int m_shutdown_wait(void *arg) {
   weft_procpool_free(p);
   return 0;
 }
-static void test_shutdown_wait(void) {
-  T_EQ(t_run(m_shutdown_wait, NULL), 0);
-}
+static void test_shutdown_wait(void) { T_EQ(t_run(m_shutdown_wait, NULL), 0); }
 
 static int m_shutdown_cancel(void *arg) {
   (void)arg;

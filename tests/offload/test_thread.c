@@ -188,8 +188,8 @@ typedef struct submit_arg {
 
 static int submitter(void *p) {
   submit_arg *a = p;
-  weft_thread_opts o = {.size = sizeof o, .pool = a->pool,
-                        .release = gate_release};
+  weft_thread_opts o = {
+      .size = sizeof o, .pool = a->pool, .release = gate_release};
   weft_timeout scope;
   if (a->timeout > 0)
     weft_timeout_enter(&scope, a->timeout);
@@ -238,7 +238,7 @@ static int m_cancel_queued(void *arg) {
   T_OK(weft_join(ta, NULL));
   T_OK(a.rc);
   T_EQ(a.result, 7);
-  T_EQ(atomic_load(&busy.released), 0); /* success: the caller owns arg */
+  T_EQ(atomic_load(&busy.released), 0);  /* success: the caller owns arg */
   T_EQ(atomic_load(&queued.arrived), 0); /* the cancelled job never ran */
   T_OK(weft_threadpool_shutdown(p, 5));
   T_EQ(atomic_load(&queued.arrived), 0);
