@@ -395,8 +395,10 @@ static void got_reply(worker *w, uint8_t *body) {
     p->st.retired++;
     worker_leave(w); /* it sees EOF and exits; reap() frees it */
   } else {
+    /* Most recently used first: that worker is the one still spinning for
+     * its next request (and the others get to sleep). */
     w->state = WK_IDLE;
-    weft__list_push_back(&p->idle, &w->link);
+    weft__list_push_front(&p->idle, &w->link);
   }
   dispatch(p);
 }
@@ -950,6 +952,15 @@ int weft_procpool_shutdown(weft_procpool *p, int how, double timeout) {
 
 /* ---- calls ---- */
 
+/* Reads what every busy worker has sent (the spinning task's poll). */
+static void poll_workers(weft_procpool *p) {
+  for (size_t i = 0; i < p->nworkers; i++) {
+    worker *w = p->w[i];
+    if (w != NULL && w->state == WK_BUSY && w->txi == w->txn)
+      worker_read(w);
+  }
+}
+
 /* Gives up on c: a queued call is dropped, a running one dies with its
  * worker (the only way to stop a function mid-run). */
 static void call_abandon(pcall *c) {
@@ -1036,18 +1047,20 @@ int weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
   dispatch(p);
 
   /* Spin: a fast function's reply is often back within microseconds, well
-   * before sleeping and being woken would be. */
+   * before the loop could sleep and be woken. Only while no other task is
+   * ready (the loop would otherwise go to sleep now), and then reading every
+   * busy worker, so one spinning task serves the replies of all. */
+  weft_loop *loop = t->loop;
   if (p->spin_ns > 0 && !c.done) {
     uint64_t until = now_ns() + p->spin_ns;
     while (!c.done) {
-      if (c.wk != NULL && c.wk->txi == c.wk->txn)
-        worker_read(c.wk);
-      if (c.done)
+      if (!weft__list_empty(&loop->runq))
+        break; /* others have work: park; the loop polls between them */
+      poll_workers(p);
+      if (c.done || now_ns() >= until)
         break;
       rc = weft_yield();
       if (rc != 0)
-        break;
-      if (now_ns() >= until)
         break;
     }
   }

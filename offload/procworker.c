@@ -79,21 +79,45 @@ static void die(const char *why) {
   _exit(3);
 }
 
-/* Reads exactly n bytes. The first read of a request may spin (nonblocking
- * reads for spin_ns) before it blocks: a busy pool's next request usually
- * arrives within microseconds, and waking from sleep costs tens. Returns
- * false at a clean end of file before any byte. */
-static bool read_full(int fd, void *buf, size_t n, uint64_t spin_ns) {
+/* What the worker has read from the parent and not used yet. One recv
+ * usually brings a whole small request (header, name, payload). */
+typedef struct rbuf {
+  int fd;
+  uint8_t buf[65536];
+  size_t pos, len;
+} rbuf;
+
+/* Reads exactly n bytes into dst. When `spin_ns` is set and nothing is
+ * buffered, it first polls without blocking for that long: a busy pool's
+ * next request usually comes within microseconds, and waking from sleep
+ * costs tens. Returns false at a clean end of file before any byte. */
+static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
   size_t got = 0;
-  uint64_t until = spin_ns ? now_ns() + spin_ns : 0;
+  uint64_t until = spin_ns && r->pos == r->len ? now_ns() + spin_ns : 0;
   while (got < n) {
-    int flags = until ? MSG_DONTWAIT : 0;
-    ssize_t r = recv(fd, (char *)buf + got, n - got, flags);
-    if (r > 0) {
-      got += (size_t)r;
+    if (r->pos < r->len) {
+      size_t k = r->len - r->pos < n - got ? r->len - r->pos : n - got;
+      memcpy((char *)dst + got, r->buf + r->pos, k);
+      r->pos += k;
+      got += k;
       continue;
     }
-    if (r == 0) {
+    int flags = until ? MSG_DONTWAIT : 0;
+    ssize_t k;
+    if (n - got >= sizeof r->buf) /* big payloads go straight in */
+      k = recv(r->fd, (char *)dst + got, n - got, flags);
+    else
+      k = recv(r->fd, r->buf, sizeof r->buf, flags);
+    if (k > 0) {
+      if (n - got >= sizeof r->buf) {
+        got += (size_t)k;
+      } else {
+        r->pos = 0;
+        r->len = (size_t)k;
+      }
+      continue;
+    }
+    if (k == 0) {
       if (got == 0)
         return false;
       die("the parent's request was truncated");
@@ -138,16 +162,18 @@ static void serve(int fd, uint64_t spin_ns, uint64_t max_msg) {
   struct iovec iov[2] = {{&h, sizeof h}};
   write_full(fd, iov, 1);
 
+  static rbuf r;
+  r.fd = fd;
   char name[WEFT__PROC_NAME_MAX + 1];
   uint8_t *in = NULL;
   size_t in_cap = 0;
   for (;;) {
-    if (!read_full(fd, &h, sizeof h, spin_ns))
+    if (!read_full(&r, &h, sizeof h, spin_ns))
       break; /* the parent let us go */
     if (h.magic != WEFT__PROC_MAGIC || h.kind != WEFT__MSG_CALL ||
         h.name_len == 0 || h.name_len > WEFT__PROC_NAME_MAX || h.len > max_msg)
       die("malformed request from the parent");
-    if (!read_full(fd, name, h.name_len, 0))
+    if (!read_full(&r, name, h.name_len, 0))
       die("the parent's request was truncated");
     name[h.name_len] = '\0';
     if (h.len > in_cap) {
@@ -157,7 +183,7 @@ static void serve(int fd, uint64_t spin_ns, uint64_t max_msg) {
       if (in == NULL)
         die("out of memory for a request");
     }
-    if (h.len && !read_full(fd, in, (size_t)h.len, 0))
+    if (h.len && !read_full(&r, in, (size_t)h.len, 0))
       die("the parent's request was truncated");
 
     weft_bytes out = {0};
