@@ -1,11 +1,14 @@
 /* weft — DNS on c-ares, inside the loop.
  *
- * c-ares does the DNS work (resolv.conf, /etc/hosts, search domains,
- * retries, TCP fallback, RFC 6724 sorting); weft gives it the loop. c-ares
- * tells us which sockets it wants watched (ARES_OPT_SOCK_STATE_CB) and each
- * gets a persistent libevent event that calls ares_process_fd(); one loop
- * timer, re-armed from ares_timeout() after every call into c-ares, drives
- * its retransmissions and timeouts. No threads, no polling.
+ * c-ares does the DNS work (resolv.conf, search domains, retries, TCP
+ * fallback); weft gives it the loop. c-ares tells us which sockets it wants
+ * watched (ARES_OPT_SOCK_STATE_CB) and each gets a persistent libevent event
+ * that calls ares_process_fd(); one loop timer, re-armed from ares_timeout()
+ * after every call into c-ares, drives its retransmissions and timeouts. No
+ * threads, no polling. Three things c-ares 1.18 does per lookup weft does
+ * once or cheaper, as they cost more than the DNS itself: its socket calls
+ * are batched (dns_io.c), /etc/hosts is kept parsed (dns_hosts.c), and the
+ * RFC 6724 sort reuses its probe sockets (dns_sort.c).
  *
  * A lookup is an entry in the resolver's table (dns_cache.c), keyed by family
  * and name. Tasks that look up the same name while it is in flight link a
@@ -18,9 +21,9 @@
  * runs on and fills the cache, and nothing will ever write into the frame
  * that waited. c-ares 1.18 cannot cancel one query, and does not need to.
  *
- * c-ares may call our callback from inside ares_getaddrinfo() (an /etc/hosts
- * hit, a bad name) as well as from ares_process_fd() and ares_destroy(), so
- * no code touches an entry after handing it to c-ares.
+ * c-ares may call our callback from inside ares_getaddrinfo() (a bad name,
+ * no memory) as well as from ares_process_fd() and ares_destroy(), so no
+ * code touches an entry after handing it to c-ares.
  *
  * The line: at most max_inflight queries are handed to c-ares at once; the
  * rest wait in FIFO order. A burst of ten thousand lookups then never floods
@@ -37,7 +40,7 @@
 #include <string.h>
 #include <weft/dns.h>
 
-#include "dns_cache.h"
+#include "dns_int.h"
 
 #define DEFAULT_CACHE_SIZE 512
 #define DEFAULT_MAX_TTL 3600.0
@@ -50,36 +53,6 @@
 #define DEFAULT_TRIES 2 /* glibc's; c-ares's own default is 4 */
 #define CARES_DEFAULT_TRIES 4
 #define MAX_NAME 254 /* 253 characters, plus a trailing dot */
-
-/* A socket c-ares asked us to watch. */
-typedef struct dns_sock {
-  int fd;
-  short what;
-  struct event *ev;
-} dns_sock;
-
-struct weft_resolver {
-  weft__loop_slot slot; /* when it is the loop's own */
-  weft_loop *loop;
-  ares_channel ch;
-  struct event *timer;
-  dns_sock *socks;
-  size_t nsocks, socks_cap;
-
-  weft__dns_table table;
-  weft__list line; /* entries waiting for a query slot */
-  size_t inflight, max_inflight;
-  bool pumping;    /* pump() is on the stack */
-  bool destroying; /* ares_destroy() is running */
-  bool oom;        /* a socket could not be watched (fail_all) */
-  bool failing;    /* fail_all() cancels: report WEFT_ENOMEM */
-  bool loop_owned;
-
-  size_t cache_size;
-  bool no_cache;
-  uint64_t max_ttl_ns, negative_ttl_ns;
-  weft_dns_stats stats;
-};
 
 /* A forward lookup's waiter, in the waiting task's frame. */
 typedef struct lookup {
@@ -96,6 +69,7 @@ typedef struct lookup {
 typedef struct reverse {
   weft_resolver *r;
   struct reverse_waiter *w;
+  weft__dns_ip ip;
 } reverse;
 
 typedef struct reverse_waiter {
@@ -154,7 +128,7 @@ static int map_status(int s) {
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg);
 
-static dns_sock *find_sock(weft_resolver *r, int fd) {
+static weft__dns_sock *find_sock(weft_resolver *r, int fd) {
   for (size_t i = 0; i < r->nsocks; i++)
     if (r->socks[i].fd == fd)
       return &r->socks[i];
@@ -168,7 +142,7 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
                           int writable) {
   weft_resolver *r = data;
   short what = (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
-  dns_sock *s = find_sock(r, fd);
+  weft__dns_sock *s = find_sock(r, fd);
   if (what == 0) {
     if (s != NULL) {
       event_free(s->ev);
@@ -179,7 +153,7 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
   if (s == NULL) {
     if (r->nsocks == r->socks_cap) {
       size_t cap = r->socks_cap ? r->socks_cap * 2 : 4;
-      dns_sock *n = weft__realloc(r->socks, cap * sizeof *n);
+      weft__dns_sock *n = weft__realloc(r->socks, cap * sizeof *n);
       if (n == NULL) {
         r->oom = true;
         return;
@@ -235,7 +209,11 @@ static void fail_all(weft_resolver *r) {
 /* After every call into c-ares: start what waits in line, and wake up for
  * c-ares's next timeout. */
 static void after_ares(weft_resolver *r) {
-  pump(r);
+  /* Flushing may end lookups (a socket error), which frees slots. */
+  int rounds = 0;
+  do
+    pump(r);
+  while (weft__dns_io_flush(r) && ++rounds < 64);
   struct timeval tv;
   if (r->oom)
     fail_all(r);
@@ -386,6 +364,8 @@ static void addrinfo_cb(void *arg, int status, int timeouts,
         ttl = c->ttl;
     if (rc == 0 && nips == 0)
       rc = WEFT_ENOADDR;
+    if (rc == 0)
+      weft__dns_sort(r, ips, nips);
     if (rc == 0 && ttl > 0) {
       double secs = (double)ttl;
       double cap = (double)r->max_ttl_ns / 1e9;
@@ -398,6 +378,15 @@ static void addrinfo_cb(void *arg, int status, int timeouts,
     weft__free(ips);
     ips = NULL;
     nips = 0;
+  }
+  if ((rc == WEFT_ENOHOST || rc == WEFT_ENOADDR) && r->hosts_last &&
+      !r->destroying &&
+      weft__dns_hosts_lookup(r, e->name, e->family, &ips, &nips) == 0) {
+    /* nsswitch.conf puts files after DNS: not cached, like all hosts
+     * answers (they have no TTL, and the file may change). */
+    weft__dns_sort(r, ips, nips);
+    rc = 0;
+    ttl_ns = 0;
   }
   settle(r, e, rc, ips, nips, ttl_ns);
 }
@@ -416,7 +405,8 @@ static void pump(weft_resolver *r) {
     e->started = true;
     r->inflight++;
     r->stats.queries++;
-    struct ares_addrinfo_hints h = {.ai_family = e->family};
+    struct ares_addrinfo_hints h = {.ai_family = e->family,
+                                    .ai_flags = ARES_AI_NOSORT};
     ares_getaddrinfo(r->ch, e->name, NULL, &h, addrinfo_cb, e);
   }
   r->pumping = false;
@@ -457,10 +447,9 @@ static int opts_valid(const weft_resolver_opts *o) {
 static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
   struct ares_options ao;
   memset(&ao, 0, sizeof ao);
-  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_SOCK_RCVBUF;
+  int mask = ARES_OPT_SOCK_STATE_CB;
   ao.sock_state_cb = sock_state_cb;
   ao.sock_state_cb_data = r;
-  ao.socket_receive_buffer_size = SOCKET_RCVBUF;
   if (o->timeout > 0) {
     double ms = ceil(o->timeout * 1000);
     ao.timeout = ms < 1 ? 1 : (int)ms;
@@ -497,8 +486,8 @@ static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
   if (s != ARES_SUCCESS)
     return map_status(s);
 
-  /* What resolv.conf gave decides two settings, so look, and make the
-   * channel again when either must change. */
+  /* What resolv.conf and nsswitch.conf gave decides three settings, so
+   * look, and make the channel again with them. */
   struct ares_options saved;
   int smask;
   memset(&saved, 0, sizeof saved);
@@ -508,6 +497,14 @@ static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
     return WEFT_ENOMEM;
   }
   int tries = saved.tries;
+  /* c-ares read the order of files and DNS from nsswitch.conf (host.conf,
+   * svc.conf): "fb" means /etc/hosts first. weft reads the file itself,
+   * so c-ares only ever asks DNS. */
+  const char *lookups = saved.lookups ? saved.lookups : "fb";
+  const char *f = strchr(lookups, 'f'), *b = strchr(lookups, 'b');
+  r->use_dns = b != NULL;
+  r->hosts_first = f != NULL && (b == NULL || f < b);
+  r->hosts_last = f != NULL && b != NULL && b < f;
   ares_destroy_options(&saved);
   size_t nservers = o->nservers;
   if (nservers == 0) {
@@ -517,11 +514,11 @@ static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
         nservers++;
     ares_free_data(list);
   }
-  bool again = false;
+  ao.lookups = (char *)"b";
+  mask |= ARES_OPT_LOOKUPS;
   if (o->tries <= 0 && tries == CARES_DEFAULT_TRIES) {
     ao.tries = DEFAULT_TRIES;
     mask |= ARES_OPT_TRIES;
-    again = true;
   }
   /* c-ares 1.18 answers a SERVFAIL, REFUSED or NOTIMP by trying the next
    * server, and when none is left reports ARES_ECONNREFUSED instead of what
@@ -530,14 +527,12 @@ static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
   if (nservers == 1) {
     ao.flags |= ARES_FLAG_NOCHECKRESP;
     mask |= ARES_OPT_FLAGS;
-    again = true;
   }
-  if (again) {
-    ares_destroy(r->ch);
-    s = ares_init_options(&r->ch, &ao, mask);
-    if (s != ARES_SUCCESS)
-      return map_status(s);
-  }
+  ares_destroy(r->ch);
+  s = ares_init_options(&r->ch, &ao, mask);
+  if (s != ARES_SUCCESS)
+    return map_status(s);
+  ares_set_socket_functions(r->ch, &weft__dns_socket_functions, r);
   if (o->nservers > 0) {
     struct ares_addr_port_node *nodes =
         weft__calloc(o->nservers, sizeof *nodes);
@@ -590,6 +585,8 @@ static int resolver_make(weft_resolver **out, const weft_resolver_opts *opts,
     return WEFT_ENOMEM;
   r->loop = loop;
   r->loop_owned = loop_owned;
+  r->probe_fd[0] = r->probe_fd[1] = -1;
+  r->rcvbuf = SOCKET_RCVBUF;
   weft__list_init(&r->line);
   r->max_inflight = o.max_inflight ? o.max_inflight : DEFAULT_MAX_INFLIGHT;
   r->cache_size = o.cache_size ? o.cache_size : DEFAULT_CACHE_SIZE;
@@ -612,6 +609,7 @@ static int resolver_make(weft_resolver **out, const weft_resolver_opts *opts,
       weft__dns_table_fini(&r->table);
   }
   if (rc != 0) {
+    weft__dns_io_fini(r);
     event_free(r->timer);
     weft__free(r->socks);
     weft__free(r);
@@ -634,6 +632,9 @@ static void resolver_destroy(weft_resolver *r) {
   /* The rest end in their callbacks with ARES_EDESTRUCTION, and c-ares
    * closes its sockets (sock_state_cb frees their events). */
   ares_destroy(r->ch);
+  weft__dns_io_fini(r);
+  weft__dns_hosts_free(r);
+  weft__dns_sort_fini(r);
   for (size_t i = 0; i < r->nsocks; i++)
     event_free(r->socks[i].ev);
   weft__free(r->socks);
@@ -769,6 +770,20 @@ int weft_resolve(const char *host, const weft_resolve_opts *opts,
   r->stats.lookups++;
   bool interleave = !(o.flags & WEFT_RESOLVE_NO_INTERLEAVE);
 
+  if (r->hosts_first || !r->use_dns) {
+    weft__dns_ip *ips;
+    size_t nips;
+    rc = weft__dns_hosts_lookup(r, name, o.family, &ips, &nips);
+    if (rc == 0) {
+      weft__dns_sort(r, ips, nips);
+      *n = copy_out(ips, nips, out, max, o.port, interleave);
+      weft__free(ips);
+      return 0;
+    }
+    if (rc != WEFT_ENOHOST || !r->use_dns)
+      return rc;
+  }
+
   uint32_t hash = weft__dns_hash(o.family, name, len);
   weft__dns_entry *e =
       weft__dns_table_find(&r->table, o.family, name, len, hash);
@@ -836,7 +851,9 @@ static void nameinfo_cb(void *arg, int status, int timeouts, char *node,
     int rc = r->failing ? WEFT_ENOMEM : map_status(status);
     if (rc == 0 && node == NULL)
       rc = WEFT_ENOHOST;
-    if (rc == 0) {
+    if (rc == WEFT_ENOHOST && r->hosts_last && !r->destroying)
+      rc = weft__dns_hosts_reverse(r, &req->ip, w->host, w->size);
+    else if (rc == 0) {
       size_t len = strlen(node);
       if (len + 1 > w->size)
         rc = WEFT_ERANGE;
@@ -861,6 +878,18 @@ int weft_resolve_reverse(const weft_addr *addr, const weft_resolve_opts *opts,
   int rc = pick(&o, t, &r);
   if (rc != 0)
     return rc;
+  weft__dns_ip ip;
+  memset(&ip, 0, sizeof ip);
+  ip.family = (uint8_t)fam;
+  if (fam == AF_INET)
+    memcpy(ip.addr, &addr->u.in.sin_addr, 4);
+  else
+    memcpy(ip.addr, &addr->u.in6.sin6_addr, 16);
+  if (r->hosts_first || !r->use_dns) {
+    rc = weft__dns_hosts_reverse(r, &ip, host, size);
+    if (rc != WEFT_ENOHOST || !r->use_dns)
+      return rc;
+  }
   reverse *req = weft__malloc(sizeof *req);
   if (req == NULL)
     return WEFT_ENOMEM;
@@ -871,6 +900,7 @@ int weft_resolve_reverse(const weft_addr *addr, const weft_resolve_opts *opts,
   w.size = size;
   req->r = r;
   req->w = &w;
+  req->ip = ip;
   r->inflight++;
   r->stats.queries++;
   /* The port is irrelevant: only the host part is looked up. */

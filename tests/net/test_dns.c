@@ -17,6 +17,7 @@
 #include <weft/dns.h>
 
 #include "../../apps/resolve/responder.h"
+#include "dns_int.h" /* weft__dns_sort, for the RFC 6724 rules */
 #include "test.h"
 
 static dnsr *srv;
@@ -1019,11 +1020,51 @@ static void test_alloc(void) {
   srv_down();
 }
 
+/* RFC 6724 on addresses whose order does not depend on this machine's
+ * routes: loopback works in both families, and a link-local IPv6 address
+ * without a scope cannot be reached. */
+static int sort_body(void *arg) {
+  (void)arg;
+  weft_resolver_opts ro = base_opts();
+  weft_resolver *r = make_resolver(&ro);
+  static const char *const in[] = {"fe80::1", "127.0.0.1", "::1", "127.0.0.2"};
+  static const char *const want[] = {"::1", "127.0.0.1", "127.0.0.2",
+                                     "fe80::1"};
+  weft__dns_ip ips[4];
+  for (int i = 0; i < 4; i++) {
+    weft_addr a;
+    T_OK(weft_addr_ip(&a, in[i], 0));
+    memset(&ips[i], 0, sizeof ips[i]);
+    ips[i].family = (uint8_t)a.u.sa.sa_family;
+    if (ips[i].family == AF_INET)
+      memcpy(ips[i].addr, &a.u.in.sin_addr, 4);
+    else
+      memcpy(ips[i].addr, &a.u.in6.sin6_addr, 16);
+  }
+  /* Rule 1 puts the unreachable one last, rule 6 (precedence 50 over 35)
+   * ::1 before IPv4, rule 10 keeps 127.0.0.1 before 127.0.0.2. */
+  weft__dns_sort(r, ips, 4);
+  for (int i = 0; i < 4; i++) {
+    char buf[64];
+    inet_ntop(ips[i].family, ips[i].addr, buf, sizeof buf);
+    T_STREQ(buf, want[i]);
+  }
+  weft_resolver_free(r);
+  return 0;
+}
+
+static void test_sort(void) {
+  srv_up();
+  T_OK(t_run(sort_body, NULL));
+  srv_down();
+}
+
 static const t_case cases[] = {
     {"numeric", test_numeric},
     {"hosts", test_hosts},
     {"answers", test_answers},
     {"order", test_order},
+    {"sort", test_sort},
     {"search", test_search},
     {"errors", test_errors},
     {"dead_servers", test_dead_servers},
