@@ -122,9 +122,9 @@ static inline int t_spawn(t_proc *p, char *const argv[], bool quiet_err) {
   return 0;
 }
 
-/* Reads the child's stdout until `want` shows up in it (or it ends, or
- * `seconds` pass), keeping what came in buf (NUL-terminated). Waits in the
- * loop. Returns 0 when found. */
+/* Reads the child's stdout until `want` shows up in it followed by the end
+ * of its line (or the output ends, or `seconds` pass), keeping what came in
+ * buf (NUL-terminated). Waits in the loop. Returns 0 when found. */
 static inline int t_proc_expect(t_proc *p, const char *want, char *buf,
                                 size_t cap, double seconds) {
   size_t len = 0;
@@ -133,7 +133,8 @@ static inline int t_proc_expect(t_proc *p, const char *want, char *buf,
   weft_timeout_enter(&scope, seconds);
   int rc = WEFT_EOF;
   for (;;) {
-    if (strstr(buf, want) != NULL) {
+    const char *f = strstr(buf, want);
+    if (f != NULL && strchr(f, '\n') != NULL) {
       rc = 0;
       break;
     }
