@@ -204,30 +204,68 @@ static void fail_all(weft_resolver *r) {
     ares_set_servers_ports(r->ch, servers);
   ares_free_data(servers);
   evtimer_del(r->timer);
+  r->timer_due = 0;
 }
 
-/* After every call into c-ares: start what waits in line, and wake up for
- * c-ares's next timeout. */
-static void after_ares(weft_resolver *r) {
+/* Arms the timer for c-ares's next timeout. ares_timeout() walks every
+ * query in flight, too dear to call after each reply, so outside the timer's
+ * own callback (`exact` false) the timer is only brought forward when needed:
+ * a query sent now times out no sooner than now + the first try's timeout
+ * (later tries wait longer), so a timer armed no later than that is early
+ * enough. Firing early costs one exact look and a re-arm. */
+static void arm_timer(weft_resolver *r, bool exact) {
+  if (r->inflight == 0) {
+    if (r->timer_due != 0) {
+      evtimer_del(r->timer);
+      r->timer_due = 0;
+    }
+    return;
+  }
+  uint64_t now = weft__clock_real_ns(), due;
+  if (exact) {
+    struct timeval tv;
+    if (ares_timeout(r->ch, NULL, &tv) == NULL) {
+      evtimer_del(r->timer);
+      r->timer_due = 0;
+      return;
+    }
+    due =
+        now + (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
+  } else {
+    due = now + r->timeout_ns;
+    if (r->timer_due != 0 && r->timer_due <= due)
+      return;
+  }
+  uint64_t d = due - now;
+  struct timeval tv = {.tv_sec = (time_t)(d / 1000000000u),
+                       .tv_usec = (suseconds_t)(d % 1000000000u / 1000u)};
+  if (evtimer_add(r->timer, &tv) != 0) {
+    r->timer_due = 0;
+    fail_all(r);
+    return;
+  }
+  r->timer_due = due;
+}
+
+/* After every call into c-ares: start what waits in line, send what c-ares
+ * queued, and wake up for its next timeout. */
+static void after_ares(weft_resolver *r, bool exact) {
   /* Flushing may end lookups (a socket error), which frees slots. */
   int rounds = 0;
   do
     pump(r);
   while (weft__dns_io_flush(r) && ++rounds < 64);
-  struct timeval tv;
   if (r->oom)
     fail_all(r);
-  else if (ares_timeout(r->ch, NULL, &tv) == NULL)
-    evtimer_del(r->timer);
-  else if (evtimer_add(r->timer, &tv) != 0)
-    fail_all(r);
+  else
+    arm_timer(r, exact);
 }
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg) {
   weft_resolver *r = arg;
   ares_process_fd(r->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
                   (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
-  after_ares(r);
+  after_ares(r, false);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
@@ -235,8 +273,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   weft_resolver *r = arg;
   /* No socket: c-ares only handles timeouts (retransmits, gives up). */
+  r->timer_due = 0; /* fired */
   ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-  after_ares(r);
+  after_ares(r, true);
 }
 
 /* ---- answers ---- */
@@ -497,6 +536,11 @@ static int make_channel(weft_resolver *r, const weft_resolver_opts *o) {
     return WEFT_ENOMEM;
   }
   int tries = saved.tries;
+  /* ARES_OPT_TIMEOUTMS: milliseconds for the first try. */
+  r->timeout_ns = (uint64_t)(o->timeout > 0      ? ceil(o->timeout * 1000)
+                             : saved.timeout > 0 ? saved.timeout
+                                                 : 5000) *
+                  1000000u;
   /* c-ares read the order of files and DNS from nsswitch.conf (host.conf,
    * svc.conf): "fb" means /etc/hosts first. weft reads the file itself,
    * so c-ares only ever asks DNS. */
@@ -821,7 +865,7 @@ int weft_resolve(const char *host, const weft_resolve_opts *opts,
   weft__list_push_back(&e->waiters, &l.w.link);
   /* May answer at once (/etc/hosts): then l.w.done is already set, and e
    * may be gone. */
-  after_ares(r);
+  after_ares(r, false);
   rc = 0;
   while (rc == 0 && !l.w.done)
     rc = weft__park("dns lookup", r, 0);
@@ -906,7 +950,7 @@ int weft_resolve_reverse(const weft_addr *addr, const weft_resolve_opts *opts,
   /* The port is irrelevant: only the host part is looked up. */
   ares_getnameinfo(r->ch, &addr->u.sa, addr->len,
                    ARES_NI_LOOKUPHOST | ARES_NI_NAMEREQD, nameinfo_cb, req);
-  after_ares(r);
+  after_ares(r, false);
   rc = 0;
   while (rc == 0 && !w.w.done)
     rc = weft__park("dns reverse lookup", r, 0);

@@ -30,6 +30,8 @@ struct weft_resolver {
   weft_loop *loop;
   ares_channel ch;
   struct event *timer;
+  uint64_t timer_due;  /* when the timer fires (clock ns); 0: not armed */
+  uint64_t timeout_ns; /* the first try's timeout */
   weft__dns_sock *socks;
   size_t nsocks, socks_cap;
 
