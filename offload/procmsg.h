@@ -10,7 +10,18 @@
 
 #define WEFT__PROC_MAGIC 0x31504657u /* "WFP1" */
 #define WEFT__PROC_ENV "WEFT_PROC_WORKER"
-#define WEFT__PROC_FD 3 /* the worker's end of the socket */
+#define WEFT__PROC_FD 3     /* the worker's end of the socket */
+#define WEFT__PROC_SHM_FD 4 /* the doorbells (a memfd), when there are */
+
+/* Doorbells shared by the parent and one worker (a memfd mapped by both):
+ * each side counts what it has sent, so the other can spin on memory
+ * instead of on nonblocking reads (a system call each) while it waits for
+ * a message that usually comes within microseconds. The socket stays the
+ * only channel for data; the counters are only a hint to read it now. */
+typedef struct weft__proc_shm {
+  _Alignas(64) uint64_t req; /* requests the parent has started sending */
+  _Alignas(64) uint64_t rep; /* replies the worker has started sending */
+} weft__proc_shm;
 
 enum {
   WEFT__MSG_HELLO = 1, /* worker -> parent: ready; status = its pid */

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -69,6 +70,8 @@ struct worker {
   weft_procpool *pool;
   pid_t pid;
   int fd, errfd, pidfd;
+  weft__proc_shm *shm; /* doorbells, or NULL */
+  uint64_t rep_seen;   /* shm->rep when we last read the socket */
   struct event *rev, *wev, *errev, *pev, *tev;
   int state;
   bool killed; /* by us: its death fails no call */
@@ -248,6 +251,8 @@ static void worker_free(worker *w) {
     close(w->errfd);
   if (w->pidfd >= 0)
     close(w->pidfd);
+  if (w->shm != NULL)
+    munmap(w->shm, sizeof *w->shm);
   weft__free(w->stage);
   weft__free(w->body);
   weft__free(w);
@@ -520,6 +525,9 @@ static void worker_write(worker *w) {
     struct msghdr m = {.msg_iov = w->tx + w->txi,
                        .msg_iovlen = (size_t)(w->txn - w->txi)};
     ssize_t n = sendmsg(w->fd, &m, MSG_NOSIGNAL);
+    if (n > 0 && w->txi == 0 && w->tx[0].iov_base == &w->txh &&
+        w->shm != NULL) /* the request's first bytes are out: ring */
+      __atomic_add_fetch(&w->shm->req, 1, __ATOMIC_RELEASE);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -613,6 +621,20 @@ static int worker_spawn(weft_procpool *p) {
     rc = -errno;
     goto fail;
   }
+  /* Doorbells: optional, the socket works without them. */
+  int shmfd = memfd_create("weft-doorbells", MFD_CLOEXEC);
+  if (shmfd >= 0) {
+    void *m = MAP_FAILED;
+    if (ftruncate(shmfd, sizeof(weft__proc_shm)) == 0)
+      m = mmap(NULL, sizeof(weft__proc_shm), PROT_READ | PROT_WRITE, MAP_SHARED,
+               shmfd, 0);
+    if (m != MAP_FAILED) {
+      w->shm = m;
+    } else {
+      close(shmfd);
+      shmfd = -1;
+    }
+  }
 
   /* The environment: ours, plus the worker's instructions. */
   size_t nenv = 0;
@@ -638,7 +660,10 @@ static int worker_spawn(weft_procpool *p) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], WEFT__PROC_FD);
   posix_spawn_file_actions_adddup2(&fa, ep[1], STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&fa, WEFT__PROC_FD + 1);
+  if (shmfd >= 0)
+    posix_spawn_file_actions_adddup2(&fa, shmfd, WEFT__PROC_SHM_FD);
+  posix_spawn_file_actions_addclosefrom_np(
+      &fa, (shmfd >= 0 ? WEFT__PROC_SHM_FD : WEFT__PROC_FD) + 1);
   posix_spawnattr_init(&at);
   sigset_t none, all;
   sigemptyset(&none);
@@ -651,6 +676,8 @@ static int worker_spawn(weft_procpool *p) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   weft__free(envp);
+  if (shmfd >= 0)
+    close(shmfd);
   close(sv[1]);
   close(ep[1]);
   sv[1] = ep[1] = -1;
@@ -956,8 +983,17 @@ int weft_procpool_shutdown(weft_procpool *p, int how, double timeout) {
 static void poll_workers(weft_procpool *p) {
   for (size_t i = 0; i < p->nworkers; i++) {
     worker *w = p->w[i];
-    if (w != NULL && w->state == WK_BUSY && w->txi == w->txn)
-      worker_read(w);
+    if (w == NULL || w->state != WK_BUSY || w->txi != w->txn)
+      continue;
+    /* Read only when the worker has rung (or is mid-reply): no system
+     * call per turn of the spin. */
+    if (w->shm != NULL && !w->rxh_got && !w->in_body) {
+      uint64_t r = __atomic_load_n(&w->shm->rep, __ATOMIC_ACQUIRE);
+      if (r == w->rep_seen)
+        continue;
+      w->rep_seen = r;
+    }
+    worker_read(w);
   }
 }
 

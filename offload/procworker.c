@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -68,6 +69,14 @@ static bool in_worker;
 
 bool weft_proc_is_worker(void) { return in_worker; }
 
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -83,6 +92,8 @@ static void die(const char *why) {
  * usually brings a whole small request (header, name, payload). */
 typedef struct rbuf {
   int fd;
+  weft__proc_shm *shm; /* doorbells, or NULL */
+  uint64_t req_seen;
   uint8_t buf[65536];
   size_t pos, len;
 } rbuf;
@@ -101,6 +112,18 @@ static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
       r->pos += k;
       got += k;
       continue;
+    }
+    if (until && r->shm != NULL) {
+      /* Spin on the doorbell, not on the socket: no system call until the
+       * parent has sent something (or the spin is over: then block). */
+      uint64_t q;
+      unsigned i = 0;
+      while ((q = __atomic_load_n(&r->shm->req, __ATOMIC_ACQUIRE)) ==
+                 r->req_seen &&
+             ((++i & 63) != 0 || now_ns() < until))
+        cpu_relax();
+      r->req_seen = q;
+      until = 0;
     }
     int flags = until ? MSG_DONTWAIT : 0;
     ssize_t k;
@@ -155,7 +178,8 @@ static void write_full(int fd, struct iovec *iov, int cnt) {
   }
 }
 
-static void serve(int fd, uint64_t spin_ns, uint64_t max_msg) {
+static void serve(int fd, weft__proc_shm *shm, uint64_t spin_ns,
+                  uint64_t max_msg) {
   weft__proc_hdr h = {.magic = WEFT__PROC_MAGIC,
                       .kind = WEFT__MSG_HELLO,
                       .status = (int32_t)getpid()};
@@ -164,6 +188,7 @@ static void serve(int fd, uint64_t spin_ns, uint64_t max_msg) {
 
   static rbuf r;
   r.fd = fd;
+  r.shm = shm;
   char name[WEFT__PROC_NAME_MAX + 1];
   uint8_t *in = NULL;
   size_t in_cap = 0;
@@ -189,14 +214,21 @@ static void serve(int fd, uint64_t spin_ns, uint64_t max_msg) {
     weft_bytes out = {0};
     weft_proc_fn fn = weft__proc_lookup(name, h.name_len);
     int status = fn ? fn(in, (size_t)h.len, &out) : WEFT_ENOENT;
-    weft__proc_hdr r = {.magic = WEFT__PROC_MAGIC,
-                        .kind = WEFT__MSG_REPLY,
-                        .status = status,
-                        .seq = h.seq,
-                        .len = out.len};
-    iov[0] = (struct iovec){&r, sizeof r};
+    weft__proc_hdr rh = {.magic = WEFT__PROC_MAGIC,
+                         .kind = WEFT__MSG_REPLY,
+                         .status = status,
+                         .seq = h.seq,
+                         .len = out.len};
+    iov[0] = (struct iovec){&rh, sizeof rh};
     iov[1] = (struct iovec){out.data, out.len};
+    /* Ring before a big reply (the parent must start reading for it to go
+     * through), after a small one (it is all there when the parent looks). */
+    bool big = out.len > 65536;
+    if (shm != NULL && big)
+      __atomic_add_fetch(&shm->rep, 1, __ATOMIC_RELEASE);
     write_full(fd, iov, out.len ? 2 : 1);
+    if (shm != NULL && !big)
+      __atomic_add_fetch(&shm->rep, 1, __ATOMIC_RELEASE);
     weft_bytes_free(&out);
     if (in_cap > ((size_t)1 << 20)) {
       /* Do not sit on a huge buffer between calls. */
@@ -225,7 +257,13 @@ void weft_proc_main(void) {
   if (getppid() != (pid_t)ppid)
     _exit(0);
   signal(SIGPIPE, SIG_IGN);
-  serve(WEFT__PROC_FD, spin_us > 0 ? (uint64_t)(spin_us * 1000) : 0, max_msg);
+  prctl(PR_SET_NAME, "weft-worker");
+  weft__proc_shm *shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE,
+                             MAP_SHARED, WEFT__PROC_SHM_FD, 0);
+  if (shm == MAP_FAILED)
+    shm = NULL; /* no doorbells: spin on the socket */
+  serve(WEFT__PROC_FD, shm, spin_us > 0 ? (uint64_t)(spin_us * 1000) : 0,
+        max_msg);
   fflush(stdout);
   fflush(stderr);
   _exit(0);
