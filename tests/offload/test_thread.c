@@ -494,6 +494,11 @@ static void test_loops(void) {
   }
 }
 
+/* The same through weft_run_workers: one loop per thread, one shared pool. */
+static void test_run_workers(void) {
+  T_OK(weft_run_workers(3, loop_main, NULL));
+}
+
 /* ---- an idle pool uses no CPU ---- */
 
 static double cpu_seconds(void) {
@@ -542,6 +547,7 @@ static const t_case cases[] = {
     {"shutdown", test_shutdown},
     {"shutdown_blocking", test_shutdown_blocking},
     {"loops", test_loops},
+    {"run_workers", test_run_workers},
     {"idle", test_idle},
     {"default_config", test_default_config},
     {NULL, NULL},
