@@ -100,27 +100,34 @@ static bool guard_page(weft__stack_pool *p, char *pg) {
 static bool madvise_slots(weft__stack_pool *p, char *m, size_t offset,
                           int advice) {
 #if defined(SYS_process_madvise)
-  if (p->batch_madvise == 0)
-    return false;
   struct iovec iov[SLOTS_PER_CHUNK];
   for (size_t i = 0; i < SLOTS_PER_CHUNK; i++)
     iov[i] = (struct iovec){m + i * p->size + offset, weft__page_size};
   long n = syscall(SYS_process_madvise, PIDFD_SELF, iov,
                    (size_t)SLOTS_PER_CHUNK, advice, 0u);
-  if (n == (long)(SLOTS_PER_CHUNK * weft__page_size)) {
-    p->batch_madvise = 1;
+  return n == (long)(SLOTS_PER_CHUNK * weft__page_size);
+#else
+  (void)p;
+  (void)m;
+  (void)offset;
+  (void)advice;
+  return false;
+#endif
+}
+
+/* Guards every slot of a new chunk at once. Returns false when the slots
+ * must be guarded one by one as they are carved. */
+static bool guard_chunk(weft__stack_pool *p, char *m) {
+  if (p->madv_guard == 0 || p->batch_madvise == 0)
+    return false;
+  if (madvise_slots(p, m, 0, MADV_GUARD_INSTALL)) {
+    p->madv_guard = p->batch_madvise = 1;
     return true;
   }
   /* An older kernel (no PIDFD_SELF, or process_madvise limited to other
    * advice): slot by slot from now on. A guard placed by a partial success
    * is harmless to place again. */
   p->batch_madvise = 0;
-#else
-  (void)p;
-  (void)m;
-  (void)offset;
-  (void)advice;
-#endif
   return false;
 }
 
@@ -138,16 +145,14 @@ static int new_chunk(weft__stack_pool *p) {
   /* A chunk's slots are all guarded by hardware or all by canary: mixed
    * chunks would give away the VMA budget slot by slot for nothing. */
   p->carve_guarded = p->madv_guard != 0 || p->mprotect_budget > 0;
-  p->carve_preguarded =
-      p->madv_guard != 0 && madvise_slots(p, m, 0, MADV_GUARD_INSTALL);
-  if (p->carve_preguarded)
-    p->madv_guard = 1;
+  p->carve_preguarded = guard_chunk(p, m);
   /* A program that has used a whole chunk of stacks is making many tasks:
    * fault in the top page of every slot (the only page most tasks touch)
-   * in one call, instead of one page fault per task. This costs 15 % of a
-   * task's time when a million are started at once. The first chunk is left
-   * alone, so that a small program keeps a page per task it runs. */
-  if (p->chunks_len > 1)
+   * in one call, instead of one page fault per task. That saves about 15 %
+   * of a task's time when a million are started at once. The first chunk is
+   * left alone, so that a small program keeps a page per task it runs. A
+   * failure costs nothing but the page faults it would have saved. */
+  if (p->chunks_len > 1 && p->batch_madvise == 1)
     (void)madvise_slots(p, m, p->size - weft__page_size, MADV_POPULATE_WRITE);
   return 0;
 }
