@@ -21,6 +21,9 @@
 typedef struct weft__proc_shm {
   _Alignas(64) uint64_t req; /* requests the parent has started sending */
   _Alignas(64) uint64_t rep; /* replies the worker has started sending */
+  /* cancel[seq % 64] == seq: the caller of request `seq` gave up before
+   * the worker reached it; the worker skips it (replies WEFT_ECANCELED). */
+  _Alignas(64) uint32_t cancel[64];
 } weft__proc_shm;
 
 enum {

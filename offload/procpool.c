@@ -10,11 +10,13 @@
  * gives the reasons. A worker is ready once it has said hello.
  *
  * A call lives in its task's frame (pcall). It is either queued
- * (pool->queue), running (worker->call, call->wk), or done. Every way out of
- * the running state goes through one of: the reply (call_finish), the
- * worker's death (reap), a timeout or malformed message (worker_kill plus
- * call_finish), or the task giving up (detach plus worker_kill). So each call
- * ends exactly once and no call is lost when a worker dies.
+ * (pool->queue), handed to one worker (worker->pipe, call->wk: the oldest
+ * runs, up to `depth - 1` more wait in the worker's socket), or done. Every
+ * way out of a worker goes through one of: the reply (call_finish), the
+ * worker's death (reap), a timeout or malformed message (call_fail plus
+ * worker_kill), the task giving up (call_abandon), or back to the queue for
+ * calls that waited behind a running call that ended badly (requeue_rest).
+ * So each call ends exactly once and no call is lost when a worker dies.
  */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -43,6 +45,7 @@
 extern char **environ;
 
 #define RX_STAGE 65536
+#define PIPE_MAX 8 /* calls handed to one worker at once, at most */
 
 enum { WK_STARTING, WK_IDLE, WK_BUSY, WK_DYING };
 
@@ -60,7 +63,8 @@ typedef struct pcall {
   bool done;
   bool queued;
   weft__waiter w;
-  worker *wk;
+  worker *wk;    /* the worker it was handed to, while there */
+  unsigned slot; /* its place in wk->pipe */
   uint64_t timeout_ns;
   char msg[200]; /* why it failed, for weft_proc_errmsg() */
 } pcall;
@@ -74,11 +78,19 @@ struct worker {
   uint64_t rep_seen;   /* shm->rep when we last read the socket */
   struct event *rev, *wev, *errev, *pev, *tev;
   int state;
-  bool killed; /* by us: its death fails no call */
-  bool ready;  /* said hello */
-  pcall *call;
+  bool killed;   /* by us: its death fails no call */
+  bool ready;    /* said hello */
+  bool can_skip; /* reads cancel marks: calls may be pipelined to it */
+  /* Calls handed over, oldest first: the oldest runs, the others wait in
+   * the worker's socket. A NULL entry is an orphan: its caller gave up, its
+   * reply will be dropped. */
+  pcall *pipe[PIPE_MAX];
+  uint32_t pseq[PIPE_MAX];
+  unsigned phead, pn;
   uint32_t seq;
-  uint64_t calls;
+  uint64_t calls; /* replies received */
+  uint64_t sent;  /* calls handed over */
+  uint8_t *txown; /* the unsent rest of a request whose caller gave up */
   /* Sending the current request. */
   weft__proc_hdr txh;
   struct iovec tx[3];
@@ -99,6 +111,7 @@ struct worker {
 struct weft_procpool {
   weft_loop *loop;
   size_t nworkers, queue_max;
+  unsigned depth; /* pipeline depth per worker */
   uint64_t max_calls;
   uint64_t call_timeout_ns;
   double start_timeout;
@@ -143,6 +156,7 @@ static uint64_t now_ns(void) {
 
 static void dispatch(weft_procpool *p);
 static void worker_kill(worker *w);
+static bool orphan(worker *w, pcall *c);
 
 /* ---- ending calls ---- */
 
@@ -155,7 +169,7 @@ static void check_drained(weft_procpool *p) {
 static void call_finish(pcall *c, int rc) {
   weft_procpool *p = c->pool;
   if (c->wk != NULL) {
-    c->wk->call = NULL;
+    c->wk->pipe[c->slot] = NULL;
     c->wk = NULL;
     p->running--;
   } else if (c->queued) {
@@ -178,6 +192,57 @@ static void call_fail(pcall *c, int rc, const char *fmt, ...) {
   vsnprintf(c->msg, sizeof c->msg, fmt, ap);
   va_end(ap);
   call_finish(c, rc);
+}
+
+/* ---- a worker's pipeline ---- */
+
+/* The call the worker runs now (NULL: none, or an orphan). */
+static pcall *pipe_head(const worker *w) {
+  return w->pn ? w->pipe[w->phead] : NULL;
+}
+
+static void pipe_pop(worker *w) {
+  w->pipe[w->phead] = NULL;
+  w->phead = (w->phead + 1) % PIPE_MAX;
+  w->pn--;
+}
+
+/* Times the running call: its own timeout, or, for an orphan (a call whose
+ * caller gave up while it waited in the pipeline), a short grace. An orphan
+ * the worker skipped replies within microseconds; one that is still running
+ * after the grace had started before the caller gave up, so it is stopped
+ * the only way there is, with its worker, as a cancelled running call is. */
+#define ORPHAN_GRACE_US 10000
+static void arm_timeout(worker *w) {
+  if (w->pn == 0)
+    return;
+  pcall *c = pipe_head(w);
+  uint64_t ns = c != NULL ? c->timeout_ns : ORPHAN_GRACE_US * 1000ull;
+  if (ns == 0)
+    return;
+  struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000u),
+                       .tv_usec = (suseconds_t)(ns % 1000000000u / 1000)};
+  event_add(w->tev, &tv);
+}
+
+/* The worker is going: the calls queued behind its running one never
+ * started (it runs them in order, and a reply it sent before going has been
+ * read), so they go back to the front of the pool's queue, in order. */
+static void requeue_rest(worker *w) {
+  weft_procpool *p = w->pool;
+  while (w->pn > 1) {
+    unsigned i = (w->phead + w->pn - 1) % PIPE_MAX;
+    pcall *c = w->pipe[i];
+    w->pipe[i] = NULL;
+    w->pn--;
+    if (c == NULL)
+      continue;
+    c->wk = NULL;
+    p->running--;
+    c->queued = true;
+    p->queued++;
+    weft__list_push_front(&p->queue, &c->link);
+  }
 }
 
 /* ---- stderr forwarding ---- */
@@ -251,6 +316,7 @@ static void worker_free(worker *w) {
     close(w->errfd);
   if (w->pidfd >= 0)
     close(w->pidfd);
+  weft__free(w->txown);
   if (w->shm != NULL)
     munmap(w->shm, sizeof *w->shm);
   weft__free(w->stage);
@@ -321,7 +387,8 @@ static void reap(worker *w) {
   while (r < 0 && errno == EINTR);
   bool was_starting = !w->ready;
   bool partial = w->rxh_got > 0 || w->in_body;
-  pcall *c = w->call;
+  pcall *c = pipe_head(w);
+  requeue_rest(w);
   if (w->state != WK_DYING)
     worker_leave(w);
   err_pump(w, true);
@@ -369,8 +436,9 @@ static void pidfd_cb(evutil_socket_t fd, short what, void *arg) {
 /* Protocol violation by the worker: fail its call, replace it. */
 static void bad_message(worker *w, int rc, const char *why) {
   weft_procpool *p = w->pool;
-  pcall *c = w->call;
+  pcall *c = pipe_head(w);
   p->st.bad_msgs++;
+  requeue_rest(w);
   if (c != NULL) {
     call_fail(c, rc, "worker %d running '%.*s': %s; worker replaced",
               (int)w->pid, (int)c->name_len, c->name, why);
@@ -384,19 +452,27 @@ static void bad_message(worker *w, int rc, const char *why) {
 /* A complete reply for the running call. */
 static void got_reply(worker *w, uint8_t *body) {
   weft_procpool *p = w->pool;
-  pcall *c = w->call;
+  pcall *c = pipe_head(w);
   w->calls++;
-  p->st.completed++;
-  c->out.data = body;
-  c->out.len = w->rxh.len;
   int status = w->rxh.status;
   w->rxh_got = 0;
   w->in_body = false;
   w->body = NULL;
   if (w->tev)
     event_del(w->tev);
-  call_finish(c, status);
-  if (p->max_calls && w->calls >= p->max_calls) {
+  if (c != NULL) {
+    p->st.completed++;
+    c->out.data = body;
+    c->out.len = w->rxh.len;
+    call_finish(c, status);
+  } else {
+    weft__free(body); /* an orphan's: its caller is gone */
+  }
+  pipe_pop(w);
+  arm_timeout(w);
+  if (w->pn > 0)
+    ; /* still busy with the calls behind it */
+  else if (p->max_calls && w->calls >= p->max_calls) {
     p->st.retired++;
     worker_leave(w); /* it sees EOF and exits; reap() frees it */
   } else {
@@ -437,6 +513,7 @@ static bool parse(worker *w) {
         event_del(w->tev);
         w->rxh_got = 0;
         w->ready = true;
+        w->can_skip = h->seq == 1 && w->shm != NULL;
         w->state = WK_IDLE;
         p->starting--;
         p->start_fail = 0;
@@ -444,11 +521,12 @@ static bool parse(worker *w) {
         dispatch(p);
         continue;
       }
-      if (w->state != WK_BUSY || w->call == NULL) {
+      if (w->state != WK_BUSY || w->pn == 0) {
         bad_message(w, WEFT_EBADMSG, "message while no call runs");
         return false;
       }
-      if (h->kind != WEFT__MSG_REPLY || h->seq != w->seq || h->name_len != 0) {
+      if (h->kind != WEFT__MSG_REPLY || h->seq != w->pseq[w->phead] ||
+          h->name_len != 0) {
         bad_message(w, WEFT_EBADMSG, "malformed reply");
         return false;
       }
@@ -567,14 +645,25 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     worker_kill(w);
     return;
   }
-  pcall *c = w->call;
-  if (c == NULL)
+  if (w->pn == 0)
     return;
+  uint32_t seq = w->pseq[w->phead];
+  worker_read(w); /* a reply already here wins over the timer */
+  if (w->state == WK_DYING || w->pn == 0 || w->pseq[w->phead] != seq)
+    return;
+  pcall *c = pipe_head(w);
+  requeue_rest(w);
+  if (c == NULL) {
+    worker_kill(w); /* an orphan still running: see arm_timeout() */
+    dispatch(p);
+    return;
+  }
   p->st.timeouts++;
   call_fail(
       c, WEFT_ETIMEDOUT, "call '%.*s' timed out after %.3f s; worker %d killed",
       (int)c->name_len, c->name, (double)c->timeout_ns / 1e9, (int)w->pid);
   worker_kill(w);
+  dispatch(p); /* the calls behind it go to other workers */
 }
 
 static int pidfd_open_(pid_t pid) {
@@ -731,14 +820,20 @@ fail:
   return rc;
 }
 
-/* Sends c to w. */
+/* Hands c to w: it runs at once if w is idle, else after w's others. */
 static void start_call(weft_procpool *p, worker *w, pcall *c) {
-  weft__list_remove(&w->link);
+  if (w->state == WK_IDLE)
+    weft__list_remove(&w->link);
   w->state = WK_BUSY;
-  w->call = c;
+  unsigned slot = (w->phead + w->pn) % PIPE_MAX;
+  w->pipe[slot] = c;
+  w->pn++;
   c->wk = w;
+  c->slot = slot;
   p->running++;
+  w->sent++;
   w->seq++;
+  w->pseq[slot] = w->seq;
   w->txh = (weft__proc_hdr){.magic = WEFT__PROC_MAGIC,
                             .kind = WEFT__MSG_CALL,
                             .name_len = (uint16_t)c->name_len,
@@ -749,22 +844,37 @@ static void start_call(weft_procpool *p, worker *w, pcall *c) {
   w->tx[2] = (struct iovec){(void *)c->in, c->in_len};
   w->txn = c->in_len ? 3 : 2;
   w->txi = 0;
-  if (c->timeout_ns) {
-    struct timeval tv = {.tv_sec = (time_t)(c->timeout_ns / 1000000000u),
-                         .tv_usec =
-                             (suseconds_t)(c->timeout_ns % 1000000000u / 1000)};
-    event_add(w->tev, &tv);
-  }
+  weft__free(w->txown);
+  w->txown = NULL;
+  if (w->pn == 1)
+    arm_timeout(w);
   worker_write(w);
 }
 
-/* Hands queued calls to idle workers and starts workers for the rest. */
+/* The worker the next queued call should go to: an idle one, else the
+ * least loaded busy one that may take one more in its pipeline, else NULL. */
+static worker *pick(weft_procpool *p) {
+  if (!weft__list_empty(&p->idle))
+    return weft__container_of(p->idle.next, worker, link);
+  worker *best = NULL;
+  for (size_t i = 0; i < p->nworkers; i++) {
+    worker *w = p->w[i];
+    if (w == NULL || w->state != WK_BUSY || !w->can_skip || w->pn >= p->depth ||
+        w->txi != w->txn || (p->max_calls && w->sent >= p->max_calls))
+      continue;
+    if (best == NULL || w->pn < best->pn)
+      best = w;
+  }
+  return best;
+}
+
+/* Hands queued calls to workers and starts workers for the rest. */
 static void dispatch(weft_procpool *p) {
-  while (!weft__list_empty(&p->queue) && !weft__list_empty(&p->idle)) {
+  worker *w;
+  while (!weft__list_empty(&p->queue) && (w = pick(p)) != NULL) {
     pcall *c = weft__container_of(weft__list_pop_front(&p->queue), pcall, link);
     c->queued = false;
     p->queued--;
-    worker *w = weft__container_of(p->idle.next, worker, link);
     start_call(p, w, c);
     /* Room in the queue: the oldest waiting caller may come in. */
     weft__list *n = weft__list_pop_front(&p->room);
@@ -864,6 +974,9 @@ int weft_procpool_new(weft_procpool **out, const weft_procpool_opts *opts) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   p->nworkers = o.workers ? o.workers : ncpu > 0 ? (size_t)ncpu : 1;
   p->queue_max = o.queue_max ? o.queue_max : 1024;
+  p->depth = o.pipeline ? (unsigned)o.pipeline : 2;
+  if (p->depth > PIPE_MAX)
+    p->depth = PIPE_MAX;
   p->max_calls = o.max_calls_per_worker;
   p->call_timeout_ns =
       o.call_timeout > 0 ? (uint64_t)(o.call_timeout * 1e9) : 0;
@@ -900,9 +1013,13 @@ static void kill_all(weft_procpool *p, int rc) {
     worker *w = p->w[i];
     if (w == NULL)
       continue;
-    if (w->call != NULL)
-      call_fail(w->call, rc, "call '%.*s' ended by the pool's shutdown",
-                (int)w->call->name_len, w->call->name);
+    while (w->pn > 0) {
+      pcall *c = pipe_head(w);
+      if (c != NULL)
+        call_fail(c, rc, "call '%.*s' ended by the pool's shutdown",
+                  (int)c->name_len, c->name);
+      pipe_pop(w);
+    }
     worker_kill(w);
   }
 }
@@ -939,12 +1056,25 @@ int weft_procpool_shutdown(weft_procpool *p, int how, double timeout) {
     return WEFT_EINVAL;
   p->closed = true;
   weft__waiters_complete_all(&p->room, WEFT_ECLOSED);
-  if (how == WEFT_PROC_CANCEL)
+  if (how == WEFT_PROC_CANCEL) {
     while (!weft__list_empty(&p->queue)) {
       pcall *c = weft__container_of(p->queue.next, pcall, link);
       p->st.cancelled++;
       call_finish(c, WEFT_ECANCELED);
     }
+    /* Calls waiting in a worker behind the running one have not started
+     * either. */
+    for (size_t i = 0; i < p->nworkers; i++) {
+      worker *w = p->w[i];
+      for (unsigned k = 1; w != NULL && k < w->pn; k++) {
+        pcall *c = w->pipe[(w->phead + k) % PIPE_MAX];
+        if (c != NULL && orphan(w, c)) {
+          p->st.cancelled++;
+          call_finish(c, WEFT_ECANCELED);
+        }
+      }
+    }
+  }
   int rc = 0;
   if (p->queued > 0 || p->running > 0) {
     weft_timeout scope;
@@ -983,7 +1113,7 @@ int weft_procpool_shutdown(weft_procpool *p, int how, double timeout) {
 static void poll_workers(weft_procpool *p) {
   for (size_t i = 0; i < p->nworkers; i++) {
     worker *w = p->w[i];
-    if (w == NULL || w->state != WK_BUSY || w->txi != w->txn)
+    if (w == NULL || w->state != WK_BUSY)
       continue;
     /* Read only when the worker has rung (or is mid-reply): no system
      * call per turn of the spin. */
@@ -997,10 +1127,61 @@ static void poll_workers(weft_procpool *p) {
   }
 }
 
-/* Gives up on c: a queued call is dropped, a running one dies with its
- * worker (the only way to stop a function mid-run). */
-static void call_abandon(pcall *c) {
+/* Makes a request that is still being sent independent of its caller's
+ * memory: the unsent rest is copied. Returns false without memory. */
+static bool tx_detach(worker *w) {
+  size_t n = 0;
+  for (int i = w->txi; i < w->txn; i++)
+    n += w->tx[i].iov_len;
+  uint8_t *b = weft__malloc(n ? n : 1);
+  if (b == NULL)
+    return false;
+  size_t k = 0;
+  for (int i = w->txi; i < w->txn; i++) {
+    memcpy(b + k, w->tx[i].iov_base, w->tx[i].iov_len);
+    k += w->tx[i].iov_len;
+  }
+  weft__free(w->txown);
+  w->txown = b;
+  w->tx[0] = (struct iovec){b, n};
+  w->txi = 0;
+  w->txn = 1;
+  return true;
+}
+
+/* Takes c, waiting in w's pipeline behind the running call, out of it:
+ * the worker is told to skip it (and if it has started it already, it runs
+ * to the end with its reply dropped; see arm_timeout()). Returns false when
+ * there was no memory to finish sending its request without it. */
+static bool orphan(worker *w, pcall *c) {
+  weft_procpool *p = w->pool;
+  bool sending =
+      c->slot == (w->phead + w->pn - 1) % PIPE_MAX && w->txi < w->txn;
+  if (sending && !tx_detach(w))
+    return false;
+  uint32_t seq = w->pseq[c->slot];
+  if (w->shm != NULL)
+    __atomic_store_n(&w->shm->cancel[seq % 64], seq, __ATOMIC_RELEASE);
+  w->pipe[c->slot] = NULL;
+  c->wk = NULL;
+  p->running--;
+  return true;
+}
+
+/* Gives up on c (its task was cancelled or passed its deadline). A queued
+ * call is dropped. A call waiting behind another in a worker's pipeline is
+ * marked for the worker to skip (if the worker got to it first, it runs to
+ * the end and its reply is dropped). A running call dies with its worker:
+ * that is the only way to stop a function mid-run. Returns true when c
+ * turned out to be finished already (its reply was in the socket): the
+ * caller then takes the result. */
+static bool call_abandon(pcall *c) {
   weft_procpool *p = c->pool;
+  if (c->wk != NULL && c->slot == c->wk->phead) {
+    worker_read(c->wk);
+    if (c->done)
+      return true;
+  }
   p->st.cancelled++;
   if (c->queued) {
     weft__list_remove(&c->link);
@@ -1011,13 +1192,20 @@ static void call_abandon(pcall *c) {
       weft__waiter_complete(weft__container_of(n, weft__waiter, link), 0);
   } else if (c->wk != NULL) {
     worker *w = c->wk;
-    w->call = NULL;
-    c->wk = NULL;
-    p->running--;
-    worker_kill(w);
-    dispatch(p);
+    if (c->slot == w->phead || !orphan(w, c)) {
+      w->pipe[c->slot] = NULL;
+      c->wk = NULL;
+      p->running--;
+      pcall *h = pipe_head(w); /* not c: c's slot is empty now */
+      if (h != NULL)
+        call_fail(h, WEFT_ENOMEM, "out of memory cancelling a call");
+      requeue_rest(w);
+      worker_kill(w);
+      dispatch(p);
+    }
   }
   check_drained(p);
+  return false;
 }
 
 int weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
@@ -1089,11 +1277,12 @@ int weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
   weft_loop *loop = t->loop;
   if (p->spin_ns > 0 && !c.done) {
     uint64_t until = now_ns() + p->spin_ns;
+    unsigned turns = 0;
     while (!c.done) {
       if (!weft__list_empty(&loop->runq))
         break; /* others have work: park; the loop polls between them */
       poll_workers(p);
-      if (c.done || now_ns() >= until)
+      if (c.done || ((++turns & 7) == 0 && now_ns() >= until))
         break;
       rc = weft_yield();
       if (rc != 0)
@@ -1105,8 +1294,7 @@ int weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
       rc = weft__park("procpool call", p, 0);
     while (rc == 0 && !c.done);
   }
-  if (!c.done) {
-    call_abandon(&c);
+  if (!c.done && !call_abandon(&c)) {
     if (rc == WEFT_ETIMEDOUT)
       fail_msg(rc, "call '%s' passed the task's deadline", name);
     return rc;

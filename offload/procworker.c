@@ -180,9 +180,12 @@ static void write_full(int fd, struct iovec *iov, int cnt) {
 
 static void serve(int fd, weft__proc_shm *shm, uint64_t spin_ns,
                   uint64_t max_msg) {
+  /* seq 1 in the hello: this worker reads cancel marks, so calls may be
+   * queued in it behind the running one. */
   weft__proc_hdr h = {.magic = WEFT__PROC_MAGIC,
                       .kind = WEFT__MSG_HELLO,
-                      .status = (int32_t)getpid()};
+                      .status = (int32_t)getpid(),
+                      .seq = shm != NULL};
   struct iovec iov[2] = {{&h, sizeof h}};
   write_full(fd, iov, 1);
 
@@ -213,7 +216,12 @@ static void serve(int fd, weft__proc_shm *shm, uint64_t spin_ns,
 
     weft_bytes out = {0};
     weft_proc_fn fn = weft__proc_lookup(name, h.name_len);
-    int status = fn ? fn(in, (size_t)h.len, &out) : WEFT_ENOENT;
+    int status;
+    if (shm != NULL &&
+        __atomic_load_n(&shm->cancel[h.seq % 64], __ATOMIC_ACQUIRE) == h.seq)
+      status = WEFT_ECANCELED; /* its caller gave up before we got here */
+    else
+      status = fn ? fn(in, (size_t)h.len, &out) : WEFT_ENOENT;
     weft__proc_hdr rh = {.magic = WEFT__PROC_MAGIC,
                          .kind = WEFT__MSG_REPLY,
                          .status = status,

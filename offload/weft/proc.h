@@ -123,6 +123,11 @@ typedef struct weft_procpool_opts {
    * message before they sleep, µs (see weft/thread.h). Default 50;
    * negative: never spin. */
   double spin_us;
+  /* Calls handed to a busy worker ahead of time, the running one included,
+   * so it never waits for the parent between calls (1: none). A call
+   * waiting in a worker may wait behind a long one while another worker
+   * idles: keep it small. Default 2, at most 8. */
+  unsigned pipeline;
 } weft_procpool_opts;
 
 typedef struct weft_procpool_stats {

@@ -379,7 +379,11 @@ static int m_cancel(void *arg) {
   T_RC(a.rc, WEFT_ECANCELED);
   int pid1 = call_pid(p);
   T_NE(pid1, pid0);
+  weft_procpool_free(p);
   /* Queued: removed; it never runs. */
+  weft_procpool_opts o = {.size = sizeof o, .workers = 1, .pipeline = 1};
+  p = pool_make(0, &o);
+  pid1 = call_pid(p);
   call_arg busy = {.p = p, .fn = "busy_ms", .ms = 200};
   call_arg queued = {.p = p, .fn = "mypid"};
   weft_task *tb, *tq;
@@ -398,9 +402,61 @@ static int m_cancel(void *arg) {
   T_EQ(st.completed, completed + 1); /* only the busy call */
   T_EQ(call_pid(p), pid1);           /* a queued cancel kills nobody */
   weft_procpool_free(p);
+
+  /* Waiting in the worker's pipeline behind a running call: the worker
+   * skips it; nobody is killed. */
+  p = pool_make(1, NULL);
+  pid1 = call_pid(p);
+  busy = (call_arg){.p = p, .fn = "busy_ms", .ms = 200};
+  queued = (call_arg){.p = p, .fn = "mypid"};
+  T_OK(weft_spawn(&tb, caller, &busy));
+  T_OK(weft_spawn(&tq, caller, &queued));
+  T_OK(weft_sleep(0.05));
+  weft_procpool_stats_get(p, &st);
+  T_EQ(st.running, 2); /* handed to the worker, waiting behind busy */
+  T_EQ(st.queued, 0);
+  completed = st.completed;
+  t0 = weft_now();
+  weft_cancel(tq);
+  T_OK(weft_join(tq, NULL));
+  T_LT(weft_now() - t0, 0.1); /* did not wait for busy */
+  T_RC(queued.rc, WEFT_ECANCELED);
+  T_OK(weft_join(tb, NULL));
+  T_OK(busy.rc);
+  T_OK(weft_sleep(0.02)); /* the skipped call's reply comes and goes */
+  weft_procpool_stats_get(p, &st);
+  T_EQ(st.completed, completed + 1);
+  T_EQ(st.running, 0);
+  T_EQ(call_pid(p), pid1);
+  weft_procpool_free(p);
   return 0;
 }
 static void test_cancel(void) { T_EQ(t_run(m_cancel, NULL), 0); }
+
+/* A call handed to the worker behind one that times out is not lost: it
+ * goes to the replacement worker. */
+static int m_timeout_behind(void *arg) {
+  (void)arg;
+  weft_procpool_opts o = {.size = sizeof o, .workers = 1, .call_timeout = 0.2};
+  weft_procpool *r = pool_make(0, &o);
+  call_arg h = {.p = r, .fn = "hang"}, e = {.p = r, .fn = "mypid"};
+  weft_task *th, *te;
+  T_OK(weft_spawn(&th, caller, &h));
+  T_OK(weft_spawn(&te, caller, &e));
+  T_OK(weft_join(th, NULL));
+  T_OK(weft_join(te, NULL));
+  T_RC(h.rc, WEFT_ETIMEDOUT);
+  T_OK(e.rc);
+  weft_procpool_stats st;
+  weft_procpool_stats_get(r, &st);
+  T_EQ(st.timeouts, 1);
+  T_EQ(st.spawned, 2);
+  weft_procpool_free(r);
+  return 0;
+}
+static void test_timeout_behind(void) {
+  T_EQ(t_run(m_timeout_behind, NULL), 0);
+}
 
 /* ---- 10 000 calls, none lost ---- */
 
@@ -624,10 +680,12 @@ static int m_shutdown_cancel(void *arg) {
   for (int k = 0; k < 2000; k++) {
     weft_procpool_stats st;
     weft_procpool_stats_get(p, &st);
-    if (st.running == 1)
+    if (st.running >= 1 && st.queued + st.running == 5)
       break;
     T_OK(weft_sleep(0.001));
   }
+  /* One call runs; one may wait in the worker's pipeline, the rest in the
+   * queue: all but the running one are cancelled. */
   T_OK(weft_procpool_shutdown(p, WEFT_PROC_CANCEL, 0));
   int ok = 0, cancelled = 0;
   for (int i = 0; i < 5; i++) {
@@ -710,6 +768,7 @@ static const t_case cases[] = {
     {"crash_beside", test_crash_beside},
     {"timeout", test_timeout},
     {"cancel", test_cancel},
+    {"timeout_behind", test_timeout_behind},
     {"many", test_many},
     {"garbage", test_garbage},
     {"stderr", test_stderr},
