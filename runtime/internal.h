@@ -122,8 +122,9 @@ struct weft_loop {
   /* Timers: a binary min-heap of tasks keyed by timer_due. */
   weft_task **heap;
   size_t heap_len, heap_cap;
+  int timer_fd; /* timerfd (CLOCK_MONOTONIC, absolute) that wakes the loop */
   struct event *timer_ev;
-  uint64_t timer_ev_due; /* when timer_ev fires, or NO_DEADLINE */
+  uint64_t timer_ev_due; /* when timer_fd fires, or NO_DEADLINE */
   uint64_t now;          /* cached clock, ns */
   bool virtual_clock;
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -90,27 +91,30 @@ int weft_loop_call_threadsafe(weft_loop *loop, void (*fn)(void *), void *arg) {
 
 /* ---- polling ---- */
 
+/* The loop's clock wakes it through a timerfd of its own, armed only when
+ * the earliest timer changes. libevent's own timers would make epoll_wait
+ * sleep in whole milliseconds (which this kernel rounds up to its 4 ms tick:
+ * a 1 ms sleep took 4 ms), and its EVENT_BASE_FLAG_PRECISE_TIMER re-arms a
+ * timerfd on every poll, non-blocking ones included: one system call more
+ * per loop turn. */
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
   (void)what;
   weft_loop *loop = arg;
+  uint64_t expirations;
+  while (read(fd, &expirations, sizeof expirations) > 0) {
+  }
   loop->timer_ev_due = WEFT__NO_DEADLINE;
 }
 
-/* Makes libevent wake up by `due` (loop clock, ns). */
+/* Makes the loop wake up by `due` (loop clock: CLOCK_MONOTONIC ns). */
 static void arm_wakeup(weft_loop *loop, uint64_t due) {
   if (due == loop->timer_ev_due)
     return;
-  uint64_t now = weft__clock_real_ns();
-  uint64_t d = due > now ? due - now : 0;
-  struct timeval tv = {.tv_sec = (time_t)(d / 1000000000u),
-                       .tv_usec =
-                           (suseconds_t)((d % 1000000000u + 999) / 1000)};
-  if (tv.tv_usec >= 1000000) {
-    tv.tv_sec++;
-    tv.tv_usec -= 1000000;
-  }
-  if (event_add(loop->timer_ev, &tv) == 0)
+  struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due / 1000000000u),
+                                        .tv_nsec = (long)(due % 1000000000u)}};
+  if (due == 0)
+    its.it_value.tv_nsec = 1; /* zero would disarm the timer */
+  if (timerfd_settime(loop->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
     loop->timer_ev_due = due;
 }
 
@@ -165,7 +169,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   weft__list_init(&loop->tsq);
   weft__list_init(&loop->tasks);
   weft__list_init(&loop->slots);
-  loop->notify_fd = loop->notify_wfd = -1;
+  loop->notify_fd = loop->notify_wfd = loop->timer_fd = -1;
   loop->timer_ev_due = WEFT__NO_DEADLINE;
   loop->virtual_clock = o.virtual_clock;
   loop->now = weft__clock_real_ns();
@@ -193,11 +197,6 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
     goto fail;
   /* weft owns the loop's thread: libevent needs no locks of its own. */
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
-  /* epoll_wait sleeps in whole milliseconds and this kernel rounds that up to
-   * its 4 ms tick: a 1 ms sleep took 4 ms. libevent then sleeps on a
-   * timerfd, precise to microseconds, at one extra system call per change
-   * of the earliest timer. */
-  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
   loop->base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   if (loop->base == NULL)
@@ -210,9 +209,16 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   loop->notify_wfd = loop->notify_fd;
   loop->notify_ev = event_new(loop->base, loop->notify_fd, EV_READ | EV_PERSIST,
                               notify_cb, loop);
-  loop->timer_ev = evtimer_new(loop->base, timer_cb, loop);
+  loop->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (loop->timer_fd < 0) {
+    rc = -errno;
+    goto fail;
+  }
+  loop->timer_ev = event_new(loop->base, loop->timer_fd, EV_READ | EV_PERSIST,
+                             timer_cb, loop);
   if (loop->notify_ev == NULL || loop->timer_ev == NULL ||
-      event_add(loop->notify_ev, NULL) != 0)
+      event_add(loop->notify_ev, NULL) != 0 ||
+      event_add(loop->timer_ev, NULL) != 0)
     goto fail;
 
   loop->altstack = weft__sigaltstack_install();
@@ -231,6 +237,8 @@ fail:
     event_free(loop->timer_ev);
   if (loop->notify_fd >= 0)
     close(loop->notify_fd);
+  if (loop->timer_fd >= 0)
+    close(loop->timer_fd);
   if (loop->base)
     event_base_free(loop->base);
   pthread_mutex_destroy(&loop->tslock);
@@ -342,6 +350,7 @@ int weft_loop_free(weft_loop *loop) {
   event_free(loop->notify_ev);
   event_free(loop->timer_ev);
   close(loop->notify_fd);
+  close(loop->timer_fd);
   event_base_free(loop->base);
   weft__stack_pool_fini(&loop->pool);
   weft__task_cache_fini(loop);

@@ -28,6 +28,12 @@
 
 size_t weft__page_size = 4096;
 
+static void read_page_size(void) {
+  long pg = sysconf(_SC_PAGESIZE);
+  if (pg > 0)
+    weft__page_size = (size_t)pg;
+}
+
 /* Slots per chunk: 64 x 64 KiB = 4 MiB mappings. Big enough that a million
  * stacks take ~16 000 mappings, small enough that a small program maps little.
  */
@@ -42,9 +48,10 @@ size_t weft__stack_round(size_t size) {
 
 void weft__stack_pool_init(weft__stack_pool *p, size_t size, size_t cache_max,
                            long mprotect_budget) {
-  long pg = sysconf(_SC_PAGESIZE);
-  if (pg > 0)
-    weft__page_size = (size_t)pg;
+  /* Loops made at once on several threads (weft_run_workers) all get here:
+   * the page size is read once, not written by each. */
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, read_page_size);
   memset(p, 0, sizeof *p);
   p->size = weft__stack_round(size);
   p->cache_max = cache_max;
