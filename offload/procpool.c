@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -1284,6 +1285,8 @@ int weft_proc_call_opts(weft_procpool *p, const char *name, const void *in,
       poll_workers(p);
       if (c.done || ((++turns & 7) == 0 && now_ns() >= until))
         break;
+      if ((turns & 7) == 0)
+        sched_yield(); /* the worker may be waiting for this core */
       rc = weft_yield();
       if (rc != 0)
         break;

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,8 +121,13 @@ static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
       unsigned i = 0;
       while ((q = __atomic_load_n(&r->shm->req, __ATOMIC_ACQUIRE)) ==
                  r->req_seen &&
-             ((++i & 63) != 0 || now_ns() < until))
+             ((++i & 63) != 0 || now_ns() < until)) {
         cpu_relax();
+        /* Now and then let another thread have this core: on a busy
+         * machine it may be the very parent we wait for. */
+        if ((i & 127) == 0)
+          sched_yield();
+      }
       r->req_seen = q;
       until = 0;
     }

@@ -33,6 +33,7 @@
 #include <assert.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,8 @@ static void spin_for_work(weft_threadpool *p) {
         __atomic_load_n(&p->closed, __ATOMIC_ACQUIRE))
       break;
     cpu_relax();
+    if ((i & 127) == 0)
+      sched_yield(); /* a loop's thread may need this core */
     if ((i & 63) == 0 && now_ns() >= until)
       break;
   }
