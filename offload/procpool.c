@@ -47,6 +47,8 @@ extern char **environ;
 
 #define RX_STAGE 65536
 #define PIPE_MAX 8 /* calls handed to one worker at once, at most */
+/* Calls that run longer than this on average are not pipelined. */
+#define PIPE_MAX_CALL_NS 200000
 
 enum { WK_STARTING, WK_IDLE, WK_BUSY, WK_DYING };
 
@@ -89,9 +91,10 @@ struct worker {
   uint32_t pseq[PIPE_MAX];
   unsigned phead, pn;
   uint32_t seq;
-  uint64_t calls; /* replies received */
-  uint64_t sent;  /* calls handed over */
-  uint8_t *txown; /* the unsent rest of a request whose caller gave up */
+  uint64_t calls;      /* replies received */
+  uint64_t sent;       /* calls handed over */
+  uint64_t head_since; /* when the running call started */
+  uint8_t *txown;      /* the unsent rest of a request whose caller gave up */
   /* Sending the current request. */
   weft__proc_hdr txh;
   struct iovec tx[3];
@@ -112,7 +115,8 @@ struct worker {
 struct weft_procpool {
   weft_loop *loop;
   size_t nworkers, queue_max;
-  unsigned depth; /* pipeline depth per worker */
+  unsigned depth;   /* pipeline depth per worker */
+  uint64_t call_ns; /* how long calls run, a moving average */
   uint64_t max_calls;
   uint64_t call_timeout_ns;
   double start_timeout;
@@ -217,6 +221,7 @@ static void pipe_pop(worker *w) {
 static void arm_timeout(worker *w) {
   if (w->pn == 0)
     return;
+  w->head_since = now_ns();
   pcall *c = pipe_head(w);
   uint64_t ns = c != NULL ? c->timeout_ns : ORPHAN_GRACE_US * 1000ull;
   if (ns == 0)
@@ -461,6 +466,11 @@ static void got_reply(worker *w, uint8_t *body) {
   w->body = NULL;
   if (w->tev)
     event_del(w->tev);
+  /* Calls long enough that the round trip to the parent is noise gain
+   * nothing from pipelining and may wait behind each other: pick() stops
+   * pipelining while the average is long. */
+  uint64_t ran = now_ns() - w->head_since;
+  p->call_ns = p->call_ns - p->call_ns / 8 + ran / 8;
   if (c != NULL) {
     p->st.completed++;
     c->out.data = body;
@@ -857,6 +867,8 @@ static void start_call(weft_procpool *p, worker *w, pcall *c) {
 static worker *pick(weft_procpool *p) {
   if (!weft__list_empty(&p->idle))
     return weft__container_of(p->idle.next, worker, link);
+  if (p->call_ns > PIPE_MAX_CALL_NS)
+    return NULL;
   worker *best = NULL;
   for (size_t i = 0; i < p->nworkers; i++) {
     worker *w = p->w[i];

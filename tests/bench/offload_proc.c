@@ -5,7 +5,7 @@
  *   bench-offload-proc inflight N   N calls, 64 in flight, 8-byte payload
  *   bench-offload-proc mib N        N calls, 4 in flight, 1 MiB each way
  *   bench-offload-proc cpu N        count the primes below N on the loop,
- *                                   then on the pool in 8 pieces
+ *                                   then on the pool in 16 pieces
  *
  * The pool has 2 workers (this machine's cores). Prints one key=value line:
  * calls_per_s and us_per_call (and p50_us for seq), or for cpu: loop_s,
@@ -141,17 +141,17 @@ static int bench(void *arg) {
     uint64_t t0 = now_ns();
     long want = count_primes(0, n);
     double loop_s = (double)(now_ns() - t0) / 1e9;
-    piece ps[8];
-    weft_call calls[8];
-    for (int i = 0; i < 8; i++) {
-      ps[i] = (piece){.r = {n / 8 * i, i == 7 ? n : n / 8 * (i + 1)}};
+    piece ps[16];
+    weft_call calls[16];
+    for (int i = 0; i < 16; i++) {
+      ps[i] = (piece){.r = {n / 16 * i, i == 15 ? n : n / 16 * (i + 1)}};
       calls[i] = (weft_call){.fn = piece_task, .arg = &ps[i]};
     }
     t0 = now_ns();
-    rc = weft_gather(calls, 8);
+    rc = weft_gather(calls, 16);
     double pool_s = (double)(now_ns() - t0) / 1e9;
     long got = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 16; i++)
       got += ps[i].c;
     if (rc == 0 && got != want)
       rc = WEFT_EPROTO;

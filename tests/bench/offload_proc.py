@@ -5,7 +5,7 @@
 #   offload_proc.py seq N        N calls one at a time, 8-byte payload
 #   offload_proc.py inflight N   N calls, 64 in flight, 8-byte payload
 #   offload_proc.py mib N        N calls, 4 in flight, 1 MiB each way
-#   offload_proc.py cpu N        the primes below N on one core, then in 8
+#   offload_proc.py cpu N        the primes below N on one core, then in 16
 #                                pieces on the pool
 #
 # Prints one key=value line, as the weft side does.
@@ -68,7 +68,7 @@ def main():
             want = count_primes(0, n)
             loop_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            parts = [ex.submit(count_primes, n // 8 * i, n if i == 7 else n // 8 * (i + 1)) for i in range(8)]
+            parts = [ex.submit(count_primes, n // 16 * i, n if i == 15 else n // 16 * (i + 1)) for i in range(16)]
             got = sum(f.result() for f in parts)
             pool_s = time.perf_counter() - t0
             assert got == want

@@ -8,8 +8,8 @@
  * Both sides use a pool of 4 threads (libuv's default, and weft's). Prints
  * one key=value line: p50_us and p99_us (seq), jobs_per_s, and cpu_us_per_job
  * (the process's CPU time, all threads, divided by the jobs: what spinning
- * costs), plus idle_cpu_ms: CPU the process used in the 200 ms after the
- * last job, which must be ~0 (bounded spinning).
+ * costs), plus idle_cpu_ms: CPU the process used in the 500 ms that follow
+ * the first 50 ms after the last job, which must be ~0 (bounded spinning).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -73,8 +73,10 @@ static int w_seq(void *arg) {
     lat[nlat++] = (double)(now_ns() - a) / 1e3;
   }
   double secs = (double)(now_ns() - t0) / 1e9, cpu = cpu_s() - c0;
+  if (weft_sleep(0.05) != 0)
+    return 1;
   double i0 = cpu_s();
-  if (weft_sleep(0.2) != 0)
+  if (weft_sleep(0.5) != 0)
     return 1;
   report(true, secs, cpu, cpu_s() - i0);
   return 0;
@@ -105,8 +107,10 @@ static int w_inflight(void *arg) {
       return 1;
     if (round == 1) {
       double secs = (double)(now_ns() - t0) / 1e9, cpu = cpu_s() - c0;
+      if (weft_sleep(0.05) != 0)
+        return 1;
       double i0 = cpu_s();
-      if (weft_sleep(0.2) != 0)
+      if (weft_sleep(0.5) != 0)
         return 1;
       report(false, secs, cpu, cpu_s() - i0);
     }
@@ -166,8 +170,9 @@ static int run_libuv(bool seq) {
     u_submit(&reqs[i]);
   uv_run(uvl, UV_RUN_DEFAULT);
   double secs = (double)(now_ns() - uv_t0) / 1e9, cpu = cpu_s() - c0;
+  usleep(50000);
   double i0 = cpu_s();
-  usleep(200000);
+  usleep(500000);
   report(seq, secs, cpu, cpu_s() - i0);
   free(reqs);
   return 0;
