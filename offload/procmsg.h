@@ -13,13 +13,12 @@
 #define WEFT__PROC_FD 3     /* the worker's end of the socket */
 #define WEFT__PROC_SHM_FD 4 /* the doorbells (a memfd), when there are */
 
-/* Doorbells shared by the parent and one worker (a memfd mapped by both):
- * each side counts what it has sent, so the other can spin on memory
- * instead of on nonblocking reads (a system call each) while it waits for
- * a message that usually comes within microseconds. The socket stays the
- * only channel for data; the counters are only a hint to read it now. */
+/* A page shared by the parent and one worker (a memfd mapped by both). The
+ * socket stays the only channel for data; this page only carries hints:
+ * a doorbell the worker rings for each reply, so the parent's spinning task
+ * polls memory instead of making a system call per turn, and cancel marks
+ * for calls queued in the worker. */
 typedef struct weft__proc_shm {
-  _Alignas(64) uint64_t req; /* requests the parent has started sending */
   _Alignas(64) uint64_t rep; /* replies the worker has started sending */
   /* cancel[seq % 64] == seq: the caller of request `seq` gave up before
    * the worker reached it; the worker skips it (replies WEFT_ECANCELED). */

@@ -614,9 +614,6 @@ static void worker_write(worker *w) {
     struct msghdr m = {.msg_iov = w->tx + w->txi,
                        .msg_iovlen = (size_t)(w->txn - w->txi)};
     ssize_t n = sendmsg(w->fd, &m, MSG_NOSIGNAL);
-    if (n > 0 && w->txi == 0 && w->tx[0].iov_base == &w->txh &&
-        w->shm != NULL) /* the request's first bytes are out: ring */
-      __atomic_add_fetch(&w->shm->req, 1, __ATOMIC_RELEASE);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -987,7 +984,7 @@ int weft_procpool_new(weft_procpool **out, const weft_procpool_opts *opts) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   p->nworkers = o.workers ? o.workers : ncpu > 0 ? (size_t)ncpu : 1;
   p->queue_max = o.queue_max ? o.queue_max : 1024;
-  p->depth = o.pipeline ? (unsigned)o.pipeline : 2;
+  p->depth = o.pipeline ? (unsigned)o.pipeline : 4;
   if (p->depth > PIPE_MAX)
     p->depth = PIPE_MAX;
   p->max_calls = o.max_calls_per_worker;

@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,14 +69,6 @@ static bool in_worker;
 
 bool weft_proc_is_worker(void) { return in_worker; }
 
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
-#else
-#define cpu_relax() ((void)0)
-#endif
-
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -93,8 +84,6 @@ static void die(const char *why) {
  * usually brings a whole small request (header, name, payload). */
 typedef struct rbuf {
   int fd;
-  weft__proc_shm *shm; /* doorbells, or NULL */
-  uint64_t req_seen;
   uint8_t buf[65536];
   size_t pos, len;
 } rbuf;
@@ -102,7 +91,9 @@ typedef struct rbuf {
 /* Reads exactly n bytes into dst. When `spin_ns` is set and nothing is
  * buffered, it first polls without blocking for that long: a busy pool's
  * next request usually comes within microseconds, and waking from sleep
- * costs tens. Returns false at a clean end of file before any byte. */
+ * costs tens. (Polling the socket measured faster here than spinning on a
+ * doorbell in shared memory: a tight `pause` loop in a VM may get its vCPU
+ * descheduled.) Returns false at a clean end of file before any byte. */
 static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
   size_t got = 0;
   uint64_t until = spin_ns && r->pos == r->len ? now_ns() + spin_ns : 0;
@@ -113,23 +104,6 @@ static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
       r->pos += k;
       got += k;
       continue;
-    }
-    if (until && r->shm != NULL) {
-      /* Spin on the doorbell, not on the socket: no system call until the
-       * parent has sent something (or the spin is over: then block). */
-      uint64_t q;
-      unsigned i = 0;
-      while ((q = __atomic_load_n(&r->shm->req, __ATOMIC_ACQUIRE)) ==
-                 r->req_seen &&
-             ((++i & 63) != 0 || now_ns() < until)) {
-        cpu_relax();
-        /* Now and then let another thread have this core: on a busy
-         * machine it may be the very parent we wait for. */
-        if ((i & 127) == 0)
-          sched_yield();
-      }
-      r->req_seen = q;
-      until = 0;
     }
     int flags = until ? MSG_DONTWAIT : 0;
     ssize_t k;
@@ -197,7 +171,6 @@ static void serve(int fd, weft__proc_shm *shm, uint64_t spin_ns,
 
   static rbuf r;
   r.fd = fd;
-  r.shm = shm;
   char name[WEFT__PROC_NAME_MAX + 1];
   uint8_t *in = NULL;
   size_t in_cap = 0;

@@ -124,9 +124,9 @@ typedef struct weft_procpool_opts {
    * negative: never spin. */
   double spin_us;
   /* Calls handed to a busy worker ahead of time, the running one included,
-   * so it never waits for the parent between calls (1: none). A call
-   * waiting in a worker may wait behind a long one while another worker
-   * idles: keep it small. Default 2, at most 8. */
+   * so it never waits for the parent between calls (1: none). Pipelining
+   * pauses while calls average over 0.2 ms, so a call seldom waits behind a
+   * long one while another worker idles. Default 4, at most 8. */
   unsigned pipeline;
 } weft_procpool_opts;
 
