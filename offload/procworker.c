@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,7 @@ typedef struct rbuf {
 static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
   size_t got = 0;
   uint64_t until = spin_ns && r->pos == r->len ? now_ns() + spin_ns : 0;
+  unsigned polls = 0;
   while (got < n) {
     if (r->pos < r->len) {
       size_t k = r->len - r->pos < n - got ? r->len - r->pos : n - got;
@@ -130,6 +132,8 @@ static bool read_full(rbuf *r, void *dst, size_t n, uint64_t spin_ns) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (until && now_ns() >= until)
         until = 0; /* spun long enough: block */
+      else if ((++polls & 3) == 0)
+        sched_yield(); /* the parent may be waiting for this core */
       continue;
     }
     die("reading from the parent failed");
