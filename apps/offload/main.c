@@ -154,6 +154,9 @@ static void report(const result *r) {
 static int run_main(void *arg) {
   (void)arg;
   weft_loop *loop = weft_loop_current();
+  /* The stall report is part of what this program shows: print it with the
+   * rest, on stdout. */
+  weft_debug_output(loop, stdout);
   weft_procpool *pool;
   weft_procpool_opts po = {.size = sizeof po, .workers = (size_t)cfg.workers};
   int rc = weft_procpool_new(&pool, &po);
