@@ -83,6 +83,7 @@ struct worker {
   int state;
   bool killed;   /* by us: its death fails no call */
   bool ready;    /* said hello */
+  bool exited;   /* its process is gone: being reaped, takes no more calls */
   bool can_skip; /* reads cancel marks: calls may be pipelined to it */
   /* Calls handed over, oldest first: the oldest runs, the others wait in
    * the worker's socket. A NULL entry is an orphan: its caller gave up, its
@@ -384,6 +385,7 @@ static void worker_read(worker *w);
  * the call it was running, and free it. */
 static void reap(worker *w) {
   weft_procpool *p = w->pool;
+  w->exited = true;
   if (w->state != WK_DYING)
     worker_read(w); /* a reply it sent before dying still counts */
   int status = 0;
@@ -481,8 +483,8 @@ static void got_reply(worker *w, uint8_t *body) {
   }
   pipe_pop(w);
   arm_timeout(w);
-  if (w->pn > 0)
-    ; /* still busy with the calls behind it */
+  if (w->pn > 0 || w->exited)
+    ; /* busy with the calls behind it, or dead and being reaped */
   else if (p->max_calls && w->calls >= p->max_calls) {
     p->st.retired++;
     worker_leave(w); /* it sees EOF and exits; reap() frees it */
@@ -869,8 +871,9 @@ static worker *pick(weft_procpool *p) {
   worker *best = NULL;
   for (size_t i = 0; i < p->nworkers; i++) {
     worker *w = p->w[i];
-    if (w == NULL || w->state != WK_BUSY || !w->can_skip || w->pn >= p->depth ||
-        w->txi != w->txn || (p->max_calls && w->sent >= p->max_calls))
+    if (w == NULL || w->state != WK_BUSY || !w->can_skip || w->exited ||
+        w->pn >= p->depth || w->txi != w->txn ||
+        (p->max_calls && w->sent >= p->max_calls))
       continue;
     if (best == NULL || w->pn < best->pn)
       best = w;
