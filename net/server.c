@@ -17,6 +17,7 @@
  * the handlers), and the last connection frees the memory.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <math.h>
@@ -55,6 +56,7 @@ typedef struct conn {
 struct weft_server {
   weft_loop *loop;
   weft_serve_fn fn;
+  weft_server_accept_fn accept_fn; /* or this, without tasks */
   void *arg;
   int fd; /* listening socket, -1 once closed */
   weft_addr addr;
@@ -221,14 +223,11 @@ static void report(weft_server *s, conn *c, int rc) {
           weft_err_name(rc), weft_strerror(rc));
 }
 
-/* The connection is over: the server may accept again, shutdown may end,
+/* A connection is over: the server may accept again, shutdown may end,
  * and a freed server goes with its last connection. */
-static void conn_end(conn *c) {
-  weft_server *s = c->srv;
-  weft__list_remove(&c->link);
+static void slot_end(weft_server *s) {
   s->nconns--;
   s->stats.active = s->nconns;
-  weft__free(c);
   if (s->backing_off) {
     /* A descriptor was just given back: try at once rather than wait. */
     event_del(s->backoff_ev);
@@ -240,6 +239,34 @@ static void conn_end(conn *c) {
     weft__waiters_complete_all(&s->drained, 0);
     if (s->freed && s->busy == 0)
       really_free(s);
+  }
+}
+
+static void conn_end(conn *c) {
+  weft_server *s = c->srv;
+  weft__list_remove(&c->link);
+  weft__free(c);
+  slot_end(s);
+}
+
+void weft_server_conn_done(weft_server *s) {
+  assert(s->accept_fn != NULL && s->nconns > 0);
+  slot_end(s);
+}
+
+/* Hands one accepted socket to the accept callback. */
+static void adopt(weft_server *s, int fd) {
+  s->nconns++;
+  s->stats.accepted++;
+  s->stats.active = s->nconns;
+  if (s->nconns > s->stats.peak)
+    s->stats.peak = s->nconns;
+  if (s->accept_fn(s, fd, s->arg) < 0) {
+    close(fd);
+    s->stats.dropped++;
+    s->stats.accepted--;
+    s->nconns--;
+    s->stats.active = s->nconns;
   }
 }
 
@@ -367,6 +394,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
       }
     }
     s->backoff_ns = 0;
+    if (s->accept_fn != NULL) {
+      adopt(s, fd);
+      continue;
+    }
     if (!conn_start(s, fd)) {
       start_backoff(s);
       return;
@@ -465,7 +496,7 @@ int weft_serve(weft_server **out, const weft_addr *addr, weft_serve_fn handler,
   if (out == NULL)
     return WEFT_EINVAL;
   *out = NULL;
-  if (addr == NULL || addr->len == 0 || handler == NULL)
+  if (addr == NULL || addr->len == 0)
     return WEFT_EINVAL;
   weft_loop *loop = weft__tls_loop;
   if (loop == NULL)
@@ -477,11 +508,16 @@ int weft_serve(weft_server **out, const weft_addr *addr, weft_serve_fn handler,
   }
   if (!(o.idle_timeout >= 0) || isinf(o.idle_timeout))
     return WEFT_EINVAL;
+  if ((handler == NULL) == (o.accept == NULL))
+    return WEFT_EINVAL; /* exactly one way of taking connections */
+  if (o.accept != NULL)
+    o.idle_timeout = 0; /* the owner's business */
   weft_server *s = weft__calloc(1, sizeof *s);
   if (s == NULL)
     return WEFT_ENOMEM;
   s->loop = loop;
   s->fn = handler;
+  s->accept_fn = o.accept;
   s->arg = arg;
   s->fd = -1;
   weft__list_init(&s->conns);
@@ -623,7 +659,11 @@ int weft_server_shutdown(weft_server *s, double grace) {
       caller_rc = rc; /* the caller's own cancellation or deadline */
   }
   size_t cancelled = 0;
-  if (s->nconns > 0) {
+  if (s->accept_fn != NULL) {
+    /* Adopted connections are their owner's to end: report what is
+     * left. */
+    cancelled = s->nconns;
+  } else if (s->nconns > 0) {
     cancelled = cancel_all(s);
     (void)wait_drained(s, t, WEFT__PARK_NOCANCEL);
   }

@@ -97,6 +97,11 @@ static ssize_t plain_read(weft__transport *t, void *buf, size_t len,
                           int *want) {
   for (;;) {
     ssize_t n = recv(t->s->fd, buf, len, 0);
+    /* A short read does not end the readiness here, though the socket is
+     * empty: an end or reset that came with the same edge is still to be
+     * read, and libevent does not say whether an edge carried one (its
+     * EV_READ|EV_WRITE for EPOLLHUP/EPOLLERR look like any other). The
+     * next read pays one EAGAIN for that. */
     if (n > 0)
       return n;
     if (n == 0)
@@ -224,6 +229,30 @@ static void wake_io(weft_stream *s) {
   }
 }
 
+/* The events of a weft_stream_notify() request that hold now. */
+static int notify_ready(const weft_stream *s) {
+  int ev = 0;
+  if ((s->notify_events & WEFT_STREAM_READABLE) &&
+      (weft__buf_len(&s->rbuf) > 0 || s->rerr != 0 ||
+       weft__stream_ready(s, s->rwant) || s->tp->vt->rpending(s->tp)))
+    ev |= WEFT_STREAM_READABLE;
+  if ((s->notify_events & WEFT_STREAM_DRAINED) &&
+      (s->werr != 0 || weft__stream_wqueued(s) <= s->low))
+    ev |= WEFT_STREAM_DRAINED;
+  return ev;
+}
+
+/* Calls the notify callback if its events hold (one-shot). */
+static void notify_check(weft_stream *s) {
+  int ev = notify_ready(s);
+  if (ev == 0)
+    return;
+  weft_stream_notify_fn fn = s->notify_fn;
+  s->notify_fn = NULL;
+  s->notify_events = 0;
+  fn(s, ev, s->notify_arg);
+}
+
 static void on_io(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   weft_stream *s = arg;
@@ -235,6 +264,8 @@ static void on_io(evutil_socket_t fd, short what, void *arg) {
     flush_queue(s);
   wake_io(s);
   weft__stream_update(s);
+  if (s->notify_fn != NULL)
+    notify_check(s); /* last: the callback may free s */
 }
 
 void weft__stream_update(weft_stream *s) {
@@ -251,6 +282,8 @@ void weft__stream_update(weft_stream *s) {
   }
   if (s->werr == 0 && weft__stream_wqueued(s) > 0)
     want |= (s->wwant & WEFT__WANT_READ) ? EV_READ : EV_WRITE;
+  if (s->notify_fn != NULL && (s->notify_events & WEFT_STREAM_READABLE))
+    want |= (s->rwant & WEFT__WANT_WRITE) ? EV_WRITE : EV_READ;
   if (want == s->registered)
     return;
   event_del(s->ev);
@@ -412,6 +445,7 @@ void weft__stream_release(weft_stream *s, bool reset) {
   if (s->released)
     return;
   s->released = true;
+  s->notify_fn = NULL;
   if (s->ev != NULL) {
     event_free(s->ev);
     s->ev = NULL;
@@ -1087,4 +1121,101 @@ int weft__wait_fd(int fd, short events) {
   while (rc == 0 && !fw.w.done);
   event_free(ev);
   return fw.w.done ? 0 : rc;
+}
+
+/* ---- without a task: try_read, try_writev, notify ---- */
+
+ssize_t weft_stream_try_read(weft_stream *s, void *buf, size_t len) {
+  if (s == NULL || (buf == NULL && len > 0))
+    return WEFT_EINVAL;
+  if (s->released)
+    return WEFT_ECANCELED;
+  if (s->loop != weft__loop())
+    return WEFT_EWRONGLOOP;
+  if (s->reading)
+    return WEFT_EBUSY;
+  if (len == 0)
+    return 0;
+  size_t have = weft__buf_len(&s->rbuf);
+  if (have > 0) {
+    size_t n = have < len ? have : len;
+    take(s, buf, n);
+    if (weft__buf_len(&s->rbuf) == 0)
+      buf_free(&s->rbuf); /* the caller keeps its own buffer */
+    return (ssize_t)n;
+  }
+  if (s->rerr != 0)
+    return s->rerr;
+  if (!weft__stream_ready(s, s->rwant) && !s->tp->vt->rpending(s->tp))
+    return WEFT_EAGAIN;
+  int want = 0;
+  ssize_t n = s->tp->vt->read(s->tp, buf, len, &want);
+  if (n > 0) {
+    s->rwant = WEFT__WANT_READ;
+    weft__stream_spent(s, want);
+    s->nread += (size_t)n;
+    return n;
+  }
+  if (n == WEFT_EAGAIN) {
+    weft__stream_spent(s, want);
+    s->rwant = want;
+    return WEFT_EAGAIN;
+  }
+  if (n == WEFT_ENOMEM)
+    return n;
+  s->rerr = (int)n;
+  return n;
+}
+
+int weft_stream_try_writev(weft_stream *s, const struct iovec *iov,
+                           int iovcnt) {
+  if (s == NULL || iovcnt < 0 || (iov == NULL && iovcnt > 0))
+    return WEFT_EINVAL;
+  if (s->released)
+    return WEFT_ECANCELED;
+  if (s->loop != weft__loop())
+    return WEFT_EWRONGLOOP;
+  if (s->writing)
+    return WEFT_EBUSY;
+  if (s->werr != 0)
+    return s->werr;
+  if (s->shut || s->shutting)
+    return WEFT_EPIPE;
+  cursor c = {.iov = iov, .n = iovcnt};
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > SIZE_MAX - c.left)
+      return WEFT_EINVAL;
+    c.left += iov[i].iov_len;
+  }
+  cursor_advance(&c, 0);
+  if (c.left == 0)
+    return 0;
+  int rc = send_now(s, &c);
+  if (rc == 0 && c.left > 0) {
+    /* No high-water mark here: the caller bounds what it queues. */
+    rc = queue_some(s, &c, c.left);
+    if (rc == 0)
+      weft__stream_update(s);
+  }
+  return rc;
+}
+
+int weft_stream_notify(weft_stream *s, int events, weft_stream_notify_fn fn,
+                       void *arg) {
+  if (s == NULL || (events != 0 && fn == NULL) ||
+      (events & ~(WEFT_STREAM_READABLE | WEFT_STREAM_DRAINED)) != 0)
+    return WEFT_EINVAL;
+  if (s->released)
+    return WEFT_ECANCELED;
+  s->notify_fn = events != 0 ? fn : NULL;
+  s->notify_arg = arg;
+  s->notify_events = events;
+  if (events == 0)
+    return 0;
+  weft__stream_update(s);
+  /* Readiness already there raises no new edge: have the event run once
+   * more at the next turn, where the check is made. */
+  if (notify_ready(s) != 0)
+    event_active(s->ev, 0, 0);
+  return 0;
 }

@@ -109,6 +109,12 @@ struct weft_stream {
   unsigned busy;
   bool released;
 
+  /* A callback waiting instead of a task (weft_stream_notify): one-shot,
+   * called from the event once one of notify_events holds. */
+  weft_stream_notify_fn notify_fn;
+  void *notify_arg;
+  int notify_events;
+
   uint64_t nread, nwritten;
   double close_timeout;
   double attempt_delay;

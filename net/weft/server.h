@@ -43,6 +43,16 @@ typedef struct weft_server weft_server;
  */
 typedef int (*weft_serve_fn)(weft_stream *s, void *arg);
 
+/*
+ * A lower level than a handler task, for protocol servers that keep no task
+ * per idle connection (weft/http.h): called at once, outside any task, with
+ * each accepted socket (non-blocking, close-on-exec). Returning 0, the
+ * callback owns `fd` and the connection holds one of max_connections' slots
+ * until its owner calls weft_server_conn_done(); returning < 0 refuses it
+ * (the server closes fd and counts it in `dropped`).
+ */
+typedef int (*weft_server_accept_fn)(weft_server *srv, int fd, void *arg);
+
 /* Server options. Zero fields take the defaults; NULL options mean all
  * defaults. `size` must be sizeof(weft_server_opts) so the struct can
  * grow. */
@@ -83,6 +93,13 @@ typedef struct weft_server_opts {
   /* Unix socket: permission bits for the socket file (e.g. 0660); 0 leaves
    * what the umask gives. */
   unsigned unix_mode;
+  /* Hands accepted sockets to this callback (with weft_serve's `arg`)
+   * instead of running `handler` tasks, which must then be NULL. The
+   * owner does its own idle timeouts, TLS and shutdown: idle_timeout, tls,
+   * stream and stack_size do not apply, and weft_server_shutdown() only
+   * closes the listener and waits up to `grace` for the owner to end its
+   * connections (it cannot cancel them), returning how many were left. */
+  weft_server_accept_fn accept;
 } weft_server_opts;
 
 /*
@@ -130,6 +147,12 @@ WEFT_EXTERN bool weft_server_closing(const weft_server *s);
  * WEFT_EINVAL (grace is NaN), WEFT_ENOTASK, WEFT_EWRONGLOOP.
  */
 WEFT_EXTERN int weft_server_shutdown(weft_server *s, double grace);
+
+/* Ends one connection taken by an opts->accept callback: its slot is free
+ * for the next peer (accepting resumes if it paused at max_connections or
+ * after running out of descriptors). Call it once per connection, after
+ * closing its socket. Never suspends; loop thread. */
+WEFT_EXTERN void weft_server_conn_done(weft_server *s);
 
 /* Connections being served now. */
 WEFT_EXTERN size_t weft_server_connections(const weft_server *s);

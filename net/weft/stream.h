@@ -251,6 +251,51 @@ WEFT_EXTERN void weft_stream_free(weft_stream *s);
  * instead of an orderly end. Never suspends. NULL is allowed. */
 WEFT_EXTERN void weft_stream_abort(weft_stream *s);
 
+/* ---- without a task: for protocol drivers ----
+ *
+ * A server that keeps thousands of idle keep-alive connections cannot hold
+ * a task (and its stack) for each: these calls let a driver read, write and
+ * wait from plain callbacks on the loop's thread, and start a task only
+ * when there is work (net/http_server.c does so). They never suspend.
+ */
+
+/* Reads like weft_stream_read, but never waits: buffered bytes first, else
+ * one attempt on the socket. Callable from a task or a callback on the
+ * loop's thread. Returns the count (> 0; 0 only when len == 0), WEFT_EAGAIN
+ * when nothing has arrived (see weft_stream_notify), WEFT_EOF,
+ * WEFT_ECONNRESET, a TLS error, WEFT_EBUSY (a task is inside a read),
+ * WEFT_ECANCELED (freed), WEFT_EWRONGLOOP, WEFT_ENOMEM. */
+WEFT_EXTERN ssize_t weft_stream_try_read(weft_stream *s, void *buf, size_t len);
+
+/* Writes like weft_stream_writev, but never waits: sends what the socket
+ * takes now and queues all the rest, past the high-water mark if need be
+ * (the caller bounds what it queues, with weft_stream_write_buffered() and
+ * WEFT_STREAM_DRAINED). The caller may reuse the memory at once. Callable
+ * from a task or a callback on the loop's thread. Returns 0, WEFT_EPIPE,
+ * WEFT_ECONNRESET, a TLS error, WEFT_EBUSY (a task is inside a write),
+ * WEFT_ECANCELED (freed), WEFT_EWRONGLOOP, WEFT_ENOMEM (nothing queued). */
+WEFT_EXTERN WEFT_NODISCARD int
+weft_stream_try_writev(weft_stream *s, const struct iovec *iov, int iovcnt);
+
+/* Events of weft_stream_notify. */
+#define WEFT_STREAM_READABLE 1 /* a read would not wait (data, end, error) */
+#define WEFT_STREAM_DRAINED                                                    \
+  2 /* at most the low-water mark is queued, or                                \
+       writing failed */
+
+typedef void (*weft_stream_notify_fn)(weft_stream *s, int events, void *arg);
+
+/* Asks for one call of fn(s, events_that_hold, arg), made outside any task
+ * on the loop's thread, once any of `events` holds: when readiness comes,
+ * or at the next loop turn when it holds already. One-shot: call again
+ * from the callback to go on watching. A new request replaces the last;
+ * events == 0 cancels it. A freed stream never calls. The callback may free
+ * the stream. Tasks reading or writing the stream meanwhile are not
+ * affected. Never suspends. Returns 0, WEFT_EINVAL, WEFT_ECANCELED
+ * (freed). */
+WEFT_EXTERN int weft_stream_notify(weft_stream *s, int events,
+                                   weft_stream_notify_fn fn, void *arg);
+
 /* ---- addresses, options, counters ---- */
 
 /* The peer's / our own address. Never suspends. Returns 0 or a negated
