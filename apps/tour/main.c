@@ -36,6 +36,7 @@ static const struct scenario {
     {"resolve", "DNS: many names at once, cache, errors, timeouts"},
     {"offload", "CPU-bound work: the loop, threads, a process pool"},
     {"files", "async file I/O (aiofiles) while other tasks run"},
+    {"hello", "an HTTP server (aiohttp.web): HTTP/1.1 and HTTP/2"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 

@@ -1,0 +1,562 @@
+/* weft — the HTTP/2 session over nghttp2 (http2.h). */
+#include <string.h>
+
+#include "http2.h"
+
+struct weft__h2 {
+  nghttp2_session *s;
+  weft__h2_events ev;
+  void *owner;
+  weft__h2_limits lim;
+  bool server;
+  bool calm; /* ended with ENHANCE_YOUR_CALM */
+  /* The header block being received (blocks never interleave). */
+  size_t hb_bytes;
+  uint32_t hb_count;
+  bool hb_too_big;
+  bool hb_trailers;
+  weft__http_msg *hb_msg;
+  /* Glitch budget: tokens, refilled by max_glitches / 10 a second. */
+  double tokens;
+  uint64_t tokens_at;
+  uint64_t resets_recv;
+};
+
+/* ---- allocator: weft's hook ---- */
+
+static void *m_malloc(size_t n, void *ud) {
+  (void)ud;
+  return weft__malloc(n);
+}
+static void m_free(void *p, void *ud) {
+  (void)ud;
+  weft__free(p);
+}
+static void *m_calloc(size_t n, size_t k, void *ud) {
+  (void)ud;
+  return weft__calloc(n, k);
+}
+static void *m_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  return weft__realloc(p, n);
+}
+static nghttp2_mem mem = {NULL, m_malloc, m_free, m_calloc, m_realloc};
+
+/* ---- glitches ---- */
+
+bool weft__h2_glitch(weft__h2 *h) {
+  if (h->calm)
+    return true;
+  uint64_t now = weft_now_ns();
+  double rate = h->lim.max_glitches / 10.0;
+  h->tokens += (double)(now - h->tokens_at) / 1e9 * rate;
+  if (h->tokens > h->lim.max_glitches)
+    h->tokens = h->lim.max_glitches;
+  h->tokens_at = now;
+  h->tokens -= 1;
+  if (h->tokens >= 0)
+    return false;
+  h->calm = true;
+  nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
+  return true;
+}
+
+/* ---- receiving ---- */
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
+                            void *user) {
+  weft__h2 *h = user;
+  if (f->hd.type != NGHTTP2_HEADERS)
+    return 0;
+  h->hb_bytes = 0;
+  h->hb_count = 0;
+  h->hb_too_big = false;
+  h->hb_msg = NULL;
+  void *ud = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+  h->hb_trailers = f->headers.cat == NGHTTP2_HCAT_HEADERS;
+  weft__http_msg *msg = NULL;
+  void *nud = h->ev.begin(h->owner, f->hd.stream_id, ud, &msg);
+  if (nud == NULL) {
+    if (ud == NULL)
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                NGHTTP2_REFUSED_STREAM);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  if (ud == NULL)
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, nud);
+  h->hb_msg = msg;
+  return 0;
+}
+
+static bool is(const uint8_t *n, size_t nl, const char *lit) {
+  size_t l = strlen(lit);
+  return nl == l && memcmp(n, lit, l) == 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f,
+                     const uint8_t *name, size_t nl, const uint8_t *value,
+                     size_t vl, uint8_t flags, void *user) {
+  (void)s;
+  (void)flags;
+  weft__h2 *h = user;
+  weft__http_msg *m = h->hb_msg;
+  if (m == NULL || f->hd.type != NGHTTP2_HEADERS)
+    return 0;
+  /* RFC 9113 6.5.2: the size of a header list counts 32 bytes a field.
+   * Fields past a limit are dropped (decoding goes on, so the HPACK state
+   * stays right) and the head is reported too big. */
+  h->hb_bytes += nl + vl + 32;
+  h->hb_count++;
+  if (h->hb_bytes > h->lim.max_header_bytes ||
+      h->hb_count > h->lim.max_headers + 8) {
+    h->hb_too_big = true;
+    return 0;
+  }
+  if (h->hb_too_big)
+    return 0;
+  const char *n = (const char *)name, *v = (const char *)value;
+  if (nl > 0 && name[0] == ':') {
+    char *copy = weft__arena_strndup(&m->arena, v, vl);
+    if (copy == NULL)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (is(name, nl, ":method"))
+      m->method = copy;
+    else if (is(name, nl, ":path")) {
+      if (weft__http_msg_set_target(m, v, vl) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (is(name, nl, ":authority"))
+      m->authority = copy;
+    else if (is(name, nl, ":scheme"))
+      m->scheme = copy;
+    else if (is(name, nl, ":status")) {
+      int st = 0;
+      for (size_t i = 0; i < vl && i < 3; i++)
+        st = st * 10 + (v[i] - '0');
+      m->status = st;
+    }
+    return 0;
+  }
+  weft__http_hdrs *list = h->hb_trailers ? &m->trailers : &m->hdrs;
+  if (list->n >= h->lim.max_headers) {
+    h->hb_too_big = true;
+    return 0;
+  }
+  if (weft__http_hdrs_add(m, list, n, nl, v, vl) != 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  if (!h->hb_trailers) {
+    if (is(name, nl, "content-length")) {
+      int64_t cl = 0;
+      for (size_t i = 0; i < vl; i++)
+        cl = cl * 10 + (v[i] - '0'); /* nghttp2 checked the digits */
+      m->content_length = cl;
+    } else if (is(name, nl, "host") && m->authority[0] == '\0') {
+      m->authority = list->v[list->n - 1].value;
+    } else if (is(name, nl, "expect") && vl == 12 &&
+               weft__http_ieq(v, "100-continue", 12)) {
+      m->expect_continue = true;
+    }
+  }
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
+                         void *user) {
+  weft__h2 *h = user;
+  int32_t sid = f->hd.stream_id;
+  void *ud = sid ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+  bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  switch (f->hd.type) {
+  case NGHTTP2_HEADERS:
+    if (ud == NULL)
+      return 0;
+    h->hb_msg = NULL;
+    if (h->ev.head(h->owner, ud, h->hb_trailers, end, h->hb_too_big) != 0)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    break;
+  case NGHTTP2_DATA:
+    break;
+  case NGHTTP2_RST_STREAM:
+    h->resets_recv++;
+    (void)weft__h2_glitch(h);
+    return 0;
+  default:
+    return 0;
+  }
+  if (end && ud != NULL && h->ev.end(h->owner, ud) != 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
+                         const uint8_t *data, size_t len, void *user) {
+  (void)flags;
+  weft__h2 *h = user;
+  void *ud = nghttp2_session_get_stream_user_data(s, sid);
+  if (ud == NULL) {
+    nghttp2_session_consume_connection(s, len);
+    return 0;
+  }
+  return h->ev.data(h->owner, ud, data, len) == 0
+             ? 0
+             : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code,
+                           void *user) {
+  weft__h2 *h = user;
+  void *ud = nghttp2_session_get_stream_user_data(s, sid);
+  if (ud == NULL)
+    return 0;
+  nghttp2_session_set_stream_user_data(s, sid, NULL);
+  return h->ev.close(h->owner, ud, code) == 0 ? 0
+                                              : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+/* A frame the peer should not have sent: a stream error it caused
+ * (MadeYouReset's lever), or a connection error nghttp2 handles. */
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int err,
+                            void *user) {
+  (void)s;
+  (void)f;
+  (void)err;
+  (void)weft__h2_glitch(user);
+  return 0;
+}
+
+/* ---- sending bodies ---- */
+
+static ssize_t read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf,
+                       size_t len, uint32_t *flags, nghttp2_data_source *src,
+                       void *user) {
+  weft__h2 *h = user;
+  bool eof = false;
+  const weft__http_hdrs *tr = NULL;
+  ssize_t n = h->ev.read(h->owner, src->ptr, buf, len, &eof, &tr);
+  if (n == WEFT_EAGAIN)
+    return NGHTTP2_ERR_DEFERRED;
+  if (n < 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+  if (eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (tr != NULL && tr->n > 0 && weft__h2_submit_trailers(h, sid, tr) == 0)
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  }
+  (void)s;
+  return n;
+}
+
+/* ---- making ---- */
+
+int weft__h2_new(weft__h2 **out, bool server, const weft__h2_limits *lim,
+                 const weft__h2_events *ev, void *owner) {
+  weft__h2 *h = weft__calloc(1, sizeof *h);
+  if (h == NULL)
+    return WEFT_ENOMEM;
+  h->ev = *ev;
+  h->owner = owner;
+  h->lim = *lim;
+  h->server = server;
+  h->tokens = lim->max_glitches;
+  h->tokens_at = weft_now_ns();
+  nghttp2_session_callbacks *cb = NULL;
+  nghttp2_option *opt = NULL;
+  int rc = WEFT_ENOMEM;
+  if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
+    goto out;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(
+      cb, on_invalid_frame);
+  /* Windows open as the application consumes (weft__h2_consume). */
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* Flood limits, explicitly (their defaults in newer nghttp2 versions,
+   * missing or different in older ones). */
+  nghttp2_option_set_max_continuations(opt, 8);
+  nghttp2_option_set_max_settings(opt, 32);
+  nghttp2_option_set_max_outbound_ack(opt, 1000);
+  nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+  nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
+  if (server)
+    rc = nghttp2_session_server_new3(&h->s, cb, h, opt, &mem);
+  else
+    rc = nghttp2_session_client_new3(&h->s, cb, h, opt, &mem);
+  rc = rc == 0 ? 0 : WEFT_ENOMEM;
+out:
+  nghttp2_session_callbacks_del(cb);
+  nghttp2_option_del(opt);
+  if (rc != 0) {
+    weft__free(h);
+    return rc;
+  }
+  *out = h;
+  return 0;
+}
+
+int weft__h2_start(weft__h2 *h) {
+  nghttp2_settings_entry iv[4];
+  size_t n = 0;
+  iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                     h->lim.max_streams};
+  iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                                     h->lim.stream_window};
+  iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+                                     (uint32_t)h->lim.max_header_bytes};
+  if (!h->server)
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, n) != 0)
+    return WEFT_ENOMEM;
+  if (h->lim.conn_window > 65535 &&
+      nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0,
+                                            (int32_t)h->lim.conn_window) != 0)
+    return WEFT_ENOMEM;
+  return 0;
+}
+
+void weft__h2_free(weft__h2 *h) {
+  if (h == NULL)
+    return;
+  nghttp2_session_del(h->s);
+  weft__free(h);
+}
+
+/* base64url (RFC 4648 §5, unpadded) to bytes. Returns the length or -1. */
+static ssize_t b64url_decode(const char *in, uint8_t *out, size_t cap) {
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t n = 0;
+  for (const char *p = in; *p != '\0' && *p != '='; p++) {
+    int v;
+    char c = *p;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '-' || c == '+')
+      v = 62;
+    else if (c == '_' || c == '/')
+      v = 63;
+    else
+      return -1;
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (n == cap)
+        return -1;
+      out[n++] = (uint8_t)(acc >> bits);
+    }
+  }
+  return (ssize_t)n;
+}
+
+int weft__h2_upgrade(weft__h2 *h, const char *settings_b64, bool head,
+                     void *ud) {
+  uint8_t buf[256];
+  ssize_t n = b64url_decode(settings_b64, buf, sizeof buf);
+  if (n < 0 || n % 6 != 0)
+    return WEFT_EBADMSG;
+  int rc = nghttp2_session_upgrade2(h->s, buf, (size_t)n, head ? 1 : 0, ud);
+  if (rc == NGHTTP2_ERR_NOMEM)
+    return WEFT_ENOMEM;
+  if (rc != 0)
+    return WEFT_EBADMSG;
+  /* A server's upgrade ignores the pointer it is given. */
+  nghttp2_session_set_stream_user_data(h->s, 1, ud);
+  return 0;
+}
+
+/* ---- I/O ---- */
+
+static int map_err(weft__h2 *h, ssize_t rc) {
+  switch (rc) {
+  case NGHTTP2_ERR_NOMEM:
+    return WEFT_ENOMEM;
+  case NGHTTP2_ERR_FLOODED:
+    if (!h->calm) {
+      h->calm = true;
+      nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+    return WEFT_ELIMIT;
+  case NGHTTP2_ERR_CALLBACK_FAILURE:
+    nghttp2_session_terminate_session(h->s, NGHTTP2_INTERNAL_ERROR);
+    return WEFT_EPROTO;
+  default:
+    nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+    return WEFT_EPROTO;
+  }
+}
+
+int weft__h2_recv(weft__h2 *h, const uint8_t *data, size_t len) {
+  ssize_t rc = nghttp2_session_mem_recv(h->s, data, len);
+  if (rc < 0)
+    return map_err(h, rc);
+  return h->calm ? WEFT_ELIMIT : 0;
+}
+
+ssize_t weft__h2_send(weft__h2 *h, const uint8_t **data) {
+  ssize_t n = nghttp2_session_mem_send(h->s, data);
+  if (n < 0)
+    return map_err(h, n);
+  return n;
+}
+
+bool weft__h2_want_read(const weft__h2 *h) {
+  return nghttp2_session_want_read(h->s) != 0;
+}
+
+bool weft__h2_want_write(const weft__h2 *h) {
+  return nghttp2_session_want_write(h->s) != 0;
+}
+
+/* ---- sending ---- */
+
+/* Connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2). */
+static bool h2_forbidden(const char *n, size_t l) {
+  static const char *const bad[] = {"connection",       "keep-alive",
+                                    "proxy-connection", "transfer-encoding",
+                                    "upgrade",          NULL};
+  for (const char *const *b = bad; *b != NULL; b++)
+    if (strlen(*b) == l && weft__http_ieq(n, *b, l))
+      return true;
+  return false;
+}
+
+/* Builds the nv list of m's fields with names in lower case. `extra` more
+ * entries are left free at the front. Returns the list (in one allocation
+ * with the names) or NULL. */
+static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
+                           size_t *count) {
+  size_t names = 0;
+  for (uint32_t i = 0; i < hd->n; i++)
+    names += hd->v[i].name_len;
+  nghttp2_nv *nv = weft__malloc((hd->n + extra) * sizeof *nv + names + 1);
+  if (nv == NULL)
+    return NULL;
+  char *lc = (char *)(nv + hd->n + extra);
+  size_t k = extra;
+  for (uint32_t i = 0; i < hd->n; i++) {
+    const weft_http_field *f = &hd->v[i];
+    if (h2_forbidden(f->name, f->name_len))
+      continue;
+    for (size_t j = 0; j < f->name_len; j++) {
+      char c = f->name[j];
+      lc[j] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
+    }
+    nv[k++] = (nghttp2_nv){(uint8_t *)lc, (uint8_t *)f->value, f->name_len,
+                           f->value_len, NGHTTP2_NV_FLAG_NONE};
+    lc += f->name_len;
+  }
+  *count = k;
+  return nv;
+}
+
+#define NV(n, v, vl)                                                           \
+  ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),           \
+                NGHTTP2_NV_FLAG_NONE})
+
+int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
+                        bool body, void *ud) {
+  size_t n;
+  nghttp2_nv *nv = make_nv(&m->hdrs, 6, &n);
+  if (nv == NULL)
+    return WEFT_ENOMEM;
+  size_t k = 0;
+  char st[4], cl[24];
+  const char *date = NULL;
+  size_t datel = 0;
+  if (m->kind == WEFT__HTTP_RESPONSE) {
+    snprintf(st, sizeof st, "%03d", m->status);
+    nv[k++] = NV(":status", st, 3);
+    if (h->server) {
+      datel = weft__http_date(&date);
+      /* "Date: <value>\r\n" */
+      nv[k++] = NV("date", date + 6, datel - 8);
+    }
+  } else {
+    nv[k++] = NV(":method", m->method, strlen(m->method));
+    const char *scheme = m->scheme ? m->scheme : "https";
+    nv[k++] = NV(":scheme", scheme, strlen(scheme));
+    nv[k++] = NV(":authority", m->authority, strlen(m->authority));
+    nv[k++] = NV(":path", m->target, strlen(m->target));
+  }
+  if (m->content_length >= 0) {
+    int l = snprintf(cl, sizeof cl, "%lld", (long long)m->content_length);
+    nv[k++] = NV("content-length", cl, (size_t)l);
+  }
+  /* The fixed entries go before the fields: move the fields down. */
+  if (k < 6)
+    memmove(nv + k, nv + 6, (n - 6) * sizeof *nv);
+  n = n - 6 + k;
+  nghttp2_data_provider prd = {.source.ptr = ud, .read_callback = read_cb};
+  int32_t rc;
+  if (m->kind == WEFT__HTTP_RESPONSE)
+    rc = nghttp2_submit_response(h->s, sid, nv, n, body ? &prd : NULL);
+  else
+    rc = nghttp2_submit_request(h->s, NULL, nv, n, body ? &prd : NULL, ud);
+  weft__free(nv);
+  if (rc == NGHTTP2_ERR_NOMEM)
+    return WEFT_ENOMEM;
+  if (rc < 0)
+    return WEFT_EINVAL;
+  return rc;
+}
+
+int weft__h2_submit_trailers(weft__h2 *h, int32_t sid,
+                             const weft__http_hdrs *t) {
+  size_t n;
+  nghttp2_nv *nv = make_nv(t, 0, &n);
+  if (nv == NULL)
+    return WEFT_ENOMEM;
+  int rc = nghttp2_submit_trailer(h->s, sid, nv, n);
+  weft__free(nv);
+  return rc == 0 ? 0 : (rc == NGHTTP2_ERR_NOMEM ? WEFT_ENOMEM : WEFT_EINVAL);
+}
+
+void weft__h2_resume(weft__h2 *h, int32_t sid) {
+  (void)nghttp2_session_resume_data(h->s, sid);
+}
+
+void weft__h2_reset(weft__h2 *h, int32_t sid, uint32_t code) {
+  (void)nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, sid, code);
+}
+
+void weft__h2_consume(weft__h2 *h, int32_t sid, size_t n) {
+  if (n == 0)
+    return;
+  if (nghttp2_session_find_stream(h->s, sid) != NULL)
+    (void)nghttp2_session_consume(h->s, sid, n);
+  else
+    (void)nghttp2_session_consume_connection(h->s, n);
+}
+
+void weft__h2_goaway(weft__h2 *h, uint32_t code) {
+  if (code == NGHTTP2_NO_ERROR) {
+    (void)nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE,
+                                nghttp2_session_get_last_proc_stream_id(h->s),
+                                NGHTTP2_NO_ERROR, NULL, 0);
+    return;
+  }
+  if (code == NGHTTP2_ENHANCE_YOUR_CALM)
+    h->calm = true;
+  (void)nghttp2_session_terminate_session(h->s, code);
+}
+
+size_t weft__h2_streams(const weft__h2 *h) {
+  (void)h;
+  return 0; /* the driver counts its own streams */
+}
+
+void *weft__h2_stream_ud(weft__h2 *h, int32_t sid) {
+  return nghttp2_session_get_stream_user_data(h->s, sid);
+}
+
+uint64_t weft__h2_resets_recv(const weft__h2 *h) { return h->resets_recv; }
+
+bool weft__h2_calmed(const weft__h2 *h) { return h->calm; }

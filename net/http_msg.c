@@ -1,0 +1,339 @@
+/* weft — the HTTP message model: arena, header lists, reason phrases, the
+ * Date header (http_msg.h). */
+#include <string.h>
+#include <time.h>
+
+#include "http_msg.h"
+
+#define ARENA_BLOCK 1024
+
+/* ---- arena ---- */
+
+void weft__arena_init(weft__arena *a, weft__arena_blk *inline_blk) {
+  a->head = inline_blk;
+  a->first_inline = inline_blk;
+  if (inline_blk != NULL) {
+    inline_blk->next = NULL;
+    inline_blk->used = 0;
+  }
+}
+
+void weft__arena_reset(weft__arena *a) {
+  weft__arena_blk *b = a->head;
+  while (b != NULL && b != a->first_inline) {
+    weft__arena_blk *next = b->next;
+    weft__free(b);
+    b = next;
+  }
+  a->head = a->first_inline;
+  if (a->head != NULL) {
+    a->head->used = 0;
+    a->head->next = NULL;
+  }
+}
+
+void *weft__arena_alloc(weft__arena *a, size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  weft__arena_blk *b = a->head;
+  if (b == NULL || b->cap - b->used < n) {
+    size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+    weft__arena_blk *nb = weft__malloc(sizeof *nb + cap);
+    if (nb == NULL)
+      return NULL;
+    nb->cap = cap;
+    nb->used = 0;
+    nb->next = b;
+    a->head = b = nb;
+  }
+  void *p = b->data + b->used;
+  b->used += n;
+  return p;
+}
+
+char *weft__arena_strndup(weft__arena *a, const char *s, size_t n) {
+  char *d = weft__arena_alloc(a, n + 1);
+  if (d != NULL) {
+    if (n > 0)
+      memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* ---- messages ---- */
+
+void weft__http_msg_init(weft__http_msg *m, int kind,
+                         weft__arena_blk *inline_blk) {
+  memset(m, 0, sizeof *m);
+  m->kind = (uint8_t)kind;
+  m->version = 11;
+  m->content_length = -1;
+  m->query = "";
+  m->authority = "";
+  weft__arena_init(&m->arena, inline_blk);
+}
+
+void weft__http_msg_reset(weft__http_msg *m) {
+  weft__http_hdrs h = m->hdrs, t = m->trailers;
+  weft__arena arena = m->arena;
+  int kind = m->kind;
+  weft__arena_reset(&arena);
+  memset(m, 0, sizeof *m);
+  m->kind = (uint8_t)kind;
+  m->version = 11;
+  m->content_length = -1;
+  m->query = "";
+  m->authority = "";
+  m->hdrs = (weft__http_hdrs){h.v, 0, h.cap};
+  m->trailers = (weft__http_hdrs){t.v, 0, t.cap};
+  m->arena = arena;
+}
+
+void weft__http_msg_fini(weft__http_msg *m) {
+  weft__arena_reset(&m->arena);
+  weft__free(m->hdrs.v);
+  weft__free(m->trailers.v);
+  m->hdrs = (weft__http_hdrs){0};
+  m->trailers = (weft__http_hdrs){0};
+}
+
+int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
+                        size_t nlen, const char *value, size_t vlen) {
+  if (h->n == h->cap) {
+    uint32_t cap = h->cap ? h->cap * 2 : 8;
+    weft_http_field *v = weft__realloc(h->v, cap * sizeof *v);
+    if (v == NULL)
+      return WEFT_ENOMEM;
+    h->v = v;
+    h->cap = cap;
+  }
+  char *n = weft__arena_strndup(&m->arena, name, nlen);
+  char *val = weft__arena_strndup(&m->arena, value, vlen);
+  if (n == NULL || val == NULL)
+    return WEFT_ENOMEM;
+  h->v[h->n++] = (weft_http_field){n, val, nlen, vlen};
+  return 0;
+}
+
+bool weft__http_ieq(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (x - 'A' < 26u)
+      x |= 0x20;
+    if (y - 'A' < 26u)
+      y |= 0x20;
+    if (x != y)
+      return false;
+  }
+  return true;
+}
+
+const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
+                                            const char *name, size_t nlen) {
+  for (uint32_t i = 0; i < h->n; i++)
+    if (h->v[i].name_len == nlen && weft__http_ieq(h->v[i].name, name, nlen))
+      return &h->v[i];
+  return NULL;
+}
+
+int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n) {
+  char *target = weft__arena_strndup(&m->arena, t, n);
+  if (target == NULL)
+    return WEFT_ENOMEM;
+  m->target = target;
+  const char *q = memchr(target, '?', n);
+  if (q == NULL) {
+    m->path = target;
+    m->query = "";
+    return 0;
+  }
+  char *path = weft__arena_strndup(&m->arena, target, (size_t)(q - target));
+  if (path == NULL)
+    return WEFT_ENOMEM;
+  m->path = path;
+  m->query = q + 1;
+  return 0;
+}
+
+/* RFC 9110 token characters. */
+static bool tchar(unsigned char ch) {
+  unsigned c = ch;
+  if ((c | 0x20) - 'a' < 26u || c - '0' < 10u)
+    return true;
+  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+bool weft__http_token_ok(const char *s, size_t n) {
+  if (n == 0)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!tchar((unsigned char)s[i]))
+      return false;
+  return true;
+}
+
+bool weft__http_value_ok(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\r' || c == '\n' || c == '\0')
+      return false;
+  }
+  return true;
+}
+
+/* ---- byte buffers ---- */
+
+int weft__hbuf_reserve(weft__hbuf *b, size_t n) {
+  if (b->cap - b->len >= n)
+    return 0;
+  size_t cap = b->cap ? b->cap : 512;
+  while (cap - b->len < n) {
+    if (cap > SIZE_MAX / 2)
+      return WEFT_ENOMEM;
+    cap *= 2;
+  }
+  char *d = weft__realloc(b->data, cap);
+  if (d == NULL)
+    return WEFT_ENOMEM;
+  b->data = d;
+  b->cap = cap;
+  return 0;
+}
+
+int weft__hbuf_add(weft__hbuf *b, const void *p, size_t n) {
+  int rc = weft__hbuf_reserve(b, n);
+  if (rc == 0)
+    weft__hbuf_put(b, p, n);
+  return rc;
+}
+
+void weft__hbuf_free(weft__hbuf *b) {
+  weft__free(b->data);
+  *b = (weft__hbuf){0};
+}
+
+/* ---- Date ---- */
+
+static __thread time_t date_at = -1;
+static __thread char date_buf[64];
+static __thread size_t date_len;
+
+size_t weft__http_date(const char **out) {
+  time_t now = time(NULL);
+  if (now != date_at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    date_len = strftime(date_buf, sizeof date_buf,
+                        "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    date_at = now;
+  }
+  *out = date_buf;
+  return date_len;
+}
+
+/* ---- reason phrases ---- */
+
+const char *weft_http_reason(int status) {
+  switch (status) {
+  case 100:
+    return "Continue";
+  case 101:
+    return "Switching Protocols";
+  case 103:
+    return "Early Hints";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 203:
+    return "Non-Authoritative Information";
+  case 204:
+    return "No Content";
+  case 205:
+    return "Reset Content";
+  case 206:
+    return "Partial Content";
+  case 300:
+    return "Multiple Choices";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 303:
+    return "See Other";
+  case 304:
+    return "Not Modified";
+  case 307:
+    return "Temporary Redirect";
+  case 308:
+    return "Permanent Redirect";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 402:
+    return "Payment Required";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 406:
+    return "Not Acceptable";
+  case 407:
+    return "Proxy Authentication Required";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 410:
+    return "Gone";
+  case 411:
+    return "Length Required";
+  case 412:
+    return "Precondition Failed";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 415:
+    return "Unsupported Media Type";
+  case 416:
+    return "Range Not Satisfiable";
+  case 417:
+    return "Expectation Failed";
+  case 421:
+    return "Misdirected Request";
+  case 422:
+    return "Unprocessable Content";
+  case 425:
+    return "Too Early";
+  case 426:
+    return "Upgrade Required";
+  case 428:
+    return "Precondition Required";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 451:
+    return "Unavailable For Legal Reasons";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 505:
+    return "HTTP Version Not Supported";
+  default:
+    return "";
+  }
+}

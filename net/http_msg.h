@@ -1,0 +1,118 @@
+/* weft — the HTTP message model shared by both protocols and both roles
+ * (docs/internals/http.md).
+ *
+ * A weft__http_msg is one request head or one response head: method and
+ * target, or status; the header fields; what the framing said about the
+ * body; trailers. The HTTP/1 codec (http1.h) fills one from bytes and
+ * serialises one to bytes; the HTTP/2 session (http2.h) does the same from
+ * and to nghttp2's header lists. The server fills request messages and
+ * sends response messages; a client does the opposite with the same code.
+ *
+ * Strings live in the message's arena: blocks that never move, so every
+ * pointer handed out stays valid until the message is reset or freed.
+ */
+#ifndef WEFT_HTTP_MSG_H
+#define WEFT_HTTP_MSG_H
+
+#include <string.h>
+#include <weft/http.h>
+
+#include "internal.h"
+
+typedef struct weft__arena_blk {
+  struct weft__arena_blk *next;
+  size_t used, cap;
+  char data[];
+} weft__arena_blk;
+
+/* Bump allocator over a chain of blocks; the first block may be
+ * embedded in the owner (inline_cap bytes after the arena). */
+typedef struct weft__arena {
+  weft__arena_blk *head; /* the block being filled */
+  weft__arena_blk *first_inline;
+} weft__arena;
+
+/* Initialises an arena whose first block is `inline_blk` (NULL: none); the
+ * inline block's cap must be set by the caller. */
+void weft__arena_init(weft__arena *a, weft__arena_blk *inline_blk);
+/* Frees every block but the inline one, which is emptied. */
+void weft__arena_reset(weft__arena *a);
+/* n bytes (aligned to 8), or NULL. */
+void *weft__arena_alloc(weft__arena *a, size_t n);
+/* A NUL-terminated copy of s[0..n), or NULL. */
+char *weft__arena_strndup(weft__arena *a, const char *s, size_t n);
+
+enum { WEFT__HTTP_REQUEST = 1, WEFT__HTTP_RESPONSE = 2 };
+
+typedef struct weft__http_hdrs {
+  weft_http_field *v;
+  uint32_t n, cap;
+} weft__http_hdrs;
+
+typedef struct weft__http_msg {
+  uint8_t kind;    /* WEFT__HTTP_REQUEST / _RESPONSE */
+  uint8_t version; /* 10, 11, 20 */
+  /* Request. */
+  const char *method; /* "GET" */
+  const char *target; /* as sent */
+  const char *path;   /* target up to '?' */
+  const char *query;  /* after '?', or "" */
+  const char *authority;
+  const char *scheme; /* HTTP/2 :scheme, or NULL */
+  /* Response. */
+  int status;
+  /* Framing, as the head says (filled by the codecs). */
+  int64_t content_length; /* -1: none */
+  bool chunked;           /* HTTP/1.1 Transfer-Encoding: chunked */
+  bool keep_alive;        /* HTTP/1.x: the connection may go on */
+  bool expect_continue;   /* Expect: 100-continue */
+  bool upgrade;           /* HTTP/1.1 Upgrade (h2c handled by the server) */
+  bool head;              /* a response to HEAD: no body whatever it says */
+  weft__http_hdrs hdrs;
+  weft__http_hdrs trailers;
+  weft__arena arena;
+} weft__http_msg;
+
+void weft__http_msg_init(weft__http_msg *m, int kind,
+                         weft__arena_blk *inline_blk);
+/* Empties it for the next message (keeps the inline block and the header
+ * arrays' memory). */
+void weft__http_msg_reset(weft__http_msg *m);
+void weft__http_msg_fini(weft__http_msg *m);
+
+/* Appends a field (copied into the arena). Returns 0 or WEFT_ENOMEM. */
+int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
+                        size_t nlen, const char *value, size_t vlen);
+/* The first field named `name` (any case), or NULL. */
+const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
+                                            const char *name, size_t nlen);
+/* Splits the target into path and query (arena copies). */
+int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n);
+
+/* Case-insensitive ASCII comparison of n bytes. */
+bool weft__http_ieq(const char *a, const char *b, size_t n);
+/* True when s[0..n) may be sent as a header name / value. */
+bool weft__http_token_ok(const char *s, size_t n);
+bool weft__http_value_ok(const char *s, size_t n);
+
+/* A growable byte buffer for serialising (heads, chunk framing). */
+typedef struct weft__hbuf {
+  char *data;
+  size_t len, cap;
+} weft__hbuf;
+
+/* Makes room for n more bytes. Returns 0 or WEFT_ENOMEM. */
+int weft__hbuf_reserve(weft__hbuf *b, size_t n);
+int weft__hbuf_add(weft__hbuf *b, const void *p, size_t n);
+void weft__hbuf_free(weft__hbuf *b);
+/* Appends without checking room (after weft__hbuf_reserve). */
+static inline void weft__hbuf_put(weft__hbuf *b, const void *p, size_t n) {
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+/* "Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n" for now, cached per second per
+ * thread. Returns its length (37); *out points into the cache. */
+size_t weft__http_date(const char **out);
+
+#endif
