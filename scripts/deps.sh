@@ -28,6 +28,14 @@ test_pkgs="$test_pkgs openssl"
 # benchmark in a temporary directory); openssl makes the certificate both use.
 bench_pkgs="$bench_pkgs nginx openssl"
 
+# HTTP: llhttp's C sources (node-llhttp; compiled into libweft) and nghttp2;
+# the tests drive the server with curl, nghttp and h2load; the benchmarks
+# compare it with nginx, h2o, aiohttp (on uvloop) and libevent's evhttp
+# (libevent-dev, already there), loaded by wrk and h2load.
+build_pkgs="$build_pkgs node-llhttp libnghttp2-dev"
+test_pkgs="$test_pkgs curl nghttp2-client"
+bench_pkgs="$bench_pkgs wrk h2o nghttp2-client python3-aiohttp curl"
+
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
 test) want="$build_pkgs $test_pkgs" ;;
