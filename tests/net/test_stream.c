@@ -928,6 +928,141 @@ static int m_pingpong(void *arg) {
 }
 static void test_pingpong(void) { RUN(m_pingpong); }
 
+/* ---- failing allocations ---- */
+
+static long live, countdown, failures;
+
+static void *f_malloc(size_t n) {
+  if (countdown == 0) {
+    failures++;
+    return NULL;
+  }
+  if (countdown > 0)
+    countdown--;
+  void *p = malloc(n);
+  if (p)
+    live++;
+  return p;
+}
+static void *f_realloc(void *p, size_t n) {
+  if (p == NULL)
+    return f_malloc(n);
+  if (countdown == 0) {
+    failures++;
+    return NULL;
+  }
+  if (countdown > 0)
+    countdown--;
+  return realloc(p, n);
+}
+static void f_free(void *p) {
+  if (p) {
+    live--;
+    free(p);
+  }
+}
+
+typedef struct fa {
+  weft_stream *s;
+  int rc;
+} fa;
+
+static int fa_reader(void *p) {
+  fa *f = p;
+  static char buf[100000];
+  char line[64];
+  f->rc = (int)weft_stream_readline(f->s, line, sizeof line);
+  if (f->rc >= 0)
+    f->rc = weft_stream_read_exactly(f->s, buf, sizeof buf);
+  const void *v;
+  size_t len;
+  if (f->rc == 0)
+    f->rc = weft_stream_peek(f->s, 0, &v, &len);
+  return 0;
+}
+
+/* Connect, accept, a line and 100 KB through a 16 KiB queue, close. */
+static int fa_scenario(void *arg) {
+  (void)arg;
+  weft_addr a;
+  int lfd = t_listen("127.0.0.1", 4, &a);
+  weft_stream_opts o = {.size = sizeof o, .write_high = 16384};
+  weft_stream *c = NULL;
+  fa r = {0};
+  weft_task *t = NULL;
+  int rc = weft_stream_connect_addr(&c, &a, &o);
+  if (rc == 0)
+    rc = t_accept(lfd, &r.s, NULL);
+  if (rc == 0)
+    rc = weft_spawn(&t, fa_reader, &r);
+  static char data[100000];
+  if (rc == 0)
+    rc = weft_stream_write(c, "line\n", 5);
+  if (rc == 0)
+    rc = weft_stream_write(c, data, sizeof data);
+  if (rc == 0)
+    rc = weft_stream_flush(c);
+  int crc = weft_stream_close(c); /* may fail too: ENOMEM or not at all */
+  if (rc == 0)
+    rc = crc;
+  if (t != NULL)
+    T_OK(weft_join(t, NULL));
+  weft_stream_free(r.s);
+  close(lfd);
+  /* The reader sees the end when the writer gave up: ENOMEM rules. */
+  if (rc == 0 && r.rc != 0)
+    rc = r.rc;
+  return rc;
+}
+
+/* t_run, except that a loop that cannot be made for lack of memory is a
+ * clean WEFT_ENOMEM too. */
+static int fa_run(void) {
+  weft_loop *loop = NULL;
+  int rc = weft_loop_new(&loop, NULL);
+  if (rc != 0)
+    return rc;
+  int result = 0;
+  rc = weft_loop_run(loop, fa_scenario, NULL, &result);
+  weft_stats st;
+  weft_loop_stats(loop, &st);
+  if (st.tasks_alive != 0 || st.objects_alive != 0)
+    t__fail(__FILE__, __LINE__, "loop left %llu tasks and %llu objects",
+            (unsigned long long)st.tasks_alive,
+            (unsigned long long)st.objects_alive);
+  T_OK(weft_loop_free(loop));
+  return rc != 0 ? rc : result;
+}
+
+static void test_failing_allocations(void) {
+  weft_allocator al = {f_malloc, f_realloc, f_free};
+  T_OK(weft_set_allocator(&al));
+  countdown = -1;
+  live = 0;
+  T_EQ(fa_run(), 0);
+  T_EQ(live, 0);
+  long enomem = 0;
+  for (long k = 0; k < 2000; k++) {
+    countdown = k;
+    failures = 0;
+    live = 0;
+    int rc = fa_run();
+    if (failures == 0) {
+      T_EQ(rc, 0);
+      break; /* past the last allocation of a run */
+    }
+    if (rc != 0 && rc != WEFT_ENOMEM)
+      t__fail(__FILE__, __LINE__, "allocation %ld failed: run returned %s", k,
+              weft_err_name(rc));
+    enomem += rc == WEFT_ENOMEM;
+    if (live != 0)
+      t__fail(__FILE__, __LINE__, "allocation %ld failed: %ld blocks leaked", k,
+              live);
+  }
+  T_GT(enomem, 5);
+  T_OK(weft_set_allocator(NULL));
+}
+
 static const t_case cases[] = {
     {"tcp4", test_tcp4},
     {"tcp6_by_text", test_tcp6_by_text},
@@ -956,6 +1091,7 @@ static const t_case cases[] = {
     {"from_fd", test_from_fd},
     {"options", test_options},
     {"pingpong", test_pingpong},
+    {"failing_allocations", test_failing_allocations},
     {NULL, NULL},
 };
 
