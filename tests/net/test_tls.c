@@ -210,8 +210,9 @@ typedef struct srv {
   weft_tls_ctx *ctx;
   serve_fn fn;
   void *arg;
-  int hs_rc; /* what start_tls returned */
-  int rc;    /* what fn returned */
+  bool abort; /* end with weft_stream_abort, not weft_stream_free */
+  int hs_rc;  /* what start_tls returned */
+  int rc;     /* what fn returned */
   char sni[64];
   char alpn[32];
 } srv;
@@ -230,7 +231,10 @@ static int serve_one(void *p) {
     snprintf(v->alpn, sizeof v->alpn, "%s", n ? n : "");
   }
   v->rc = v->hs_rc == 0 && v->fn ? v->fn(s, v->arg) : 0;
-  weft_stream_free(s);
+  if (v->abort)
+    weft_stream_abort(s);
+  else
+    weft_stream_free(s);
   return 0;
 }
 
@@ -838,6 +842,37 @@ static int m_close_notify(void *arg) {
 }
 static void test_close_notify(void) { RUN(m_close_notify); }
 
+/* A peer that resets mid-stream: the record that came first is readable,
+ * then WEFT_ECONNRESET. */
+static int serve_reset(weft_stream *s, void *arg) {
+  T_OK(weft_stream_write(s, "abc", 3));
+  T_OK(weft_stream_flush(s));
+  *(bool *)arg = true; /* serve_one aborts the stream: a TCP reset */
+  return 0;
+}
+
+static int m_reset(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL), *cctx = client_ctx(NULL);
+  srv v;
+  weft_task *t;
+  weft_stream *s = NULL;
+  T_OK(pair_connect(&v, &t, sctx, cctx, serve_reset, &v.abort, &s));
+  srv_stop(&v, t);
+  T_OK(weft_sleep(0.05));
+  char buf[16];
+  T_RC(weft_stream_read_exactly(s, buf, 10), WEFT_ECONNRESET);
+  T_EQ(weft_stream_buffered(s), 3);
+  T_EQ(weft_stream_read(s, buf, sizeof buf), 3);
+  T_EQ(memcmp(buf, "abc", 3), 0);
+  T_RC((int)weft_stream_read(s, buf, sizeof buf), WEFT_ECONNRESET);
+  weft_stream_free(s);
+  weft_tls_ctx_free(sctx);
+  weft_tls_ctx_free(cctx);
+  return 0;
+}
+static void test_reset(void) { RUN(m_reset); }
+
 /* ---- deadlines and cancellation in the handshake ---- */
 
 /* A TCP server that accepts and never speaks. */
@@ -1008,6 +1043,7 @@ static const t_case cases[] = {
     {"starttls_pipelined", test_starttls_pipelined},
     {"starttls_smtp", test_starttls_smtp},
     {"close_notify", test_close_notify},
+    {"reset", test_reset},
     {"handshake_deadline", test_handshake_deadline},
     {"failed_start_tls", test_failed_start_tls},
     {"ctx_errors", test_ctx_errors},
