@@ -159,6 +159,7 @@ typedef struct tls_tp {
   SSL *ssl;
   int fd;
   bool handshake; /* still in the handshake: errors say so */
+  bool starved;   /* the last read wanted more from the socket */
   /* Bytes the stream read before TLS started: the BIO reads them first. */
   char *pre;
   size_t pre_len, pre_off;
@@ -280,9 +281,13 @@ static ssize_t tls_read(weft__transport *tp, void *buf, size_t len, int *want) {
   ERR_clear_error();
   size_t got = 0;
   int r = SSL_read_ex(t->ssl, buf, len, &got);
-  if (r == 1)
+  if (r == 1) {
+    t->starved = false;
     return (ssize_t)got;
-  return ssl_result(t, r, want);
+  }
+  int rc = ssl_result(t, r, want);
+  t->starved = rc == WEFT_EAGAIN && *want == WEFT__WANT_READ;
+  return rc;
 }
 
 /* Repeats the record OpenSSL could not send. Returns 0 once it is out. */
@@ -372,9 +377,14 @@ static ssize_t tls_writev(weft__transport *tp, const struct iovec *iov, int n,
 
 static size_t tls_wpending(weft__transport *tp) { return ((tls_tp *)tp)->pend; }
 
+/* Decrypted bytes, or records OpenSSL holds that it has not looked at yet.
+ * After a read that wanted the socket, what OpenSSL holds is at most part of
+ * a record: only new socket data helps then, and saying "pending" would
+ * make a notify callback spin. */
 static bool tls_rpending(weft__transport *tp) {
   tls_tp *t = (tls_tp *)tp;
-  return SSL_has_pending(t->ssl) || t->pre != NULL;
+  return t->pre != NULL || SSL_pending(t->ssl) > 0 ||
+         (!t->starved && SSL_has_pending(t->ssl));
 }
 
 static int tls_shutdown(weft__transport *tp, int *want) {
