@@ -129,7 +129,8 @@ weft_stream_connect_unix(weft_stream **out, const char *path,
  * the task that serves it; opts->tls is ignored here). Callable from a task
  * or a callback on the loop's thread. On success the stream owns `fd` and
  * closes it; on failure the caller still owns it. Returns 0, WEFT_EBADF
- * (not a socket or not open), WEFT_ENOMEM, WEFT_ENOLOOP. */
+ * (not open, or not a socket), WEFT_EINVAL (a socket, but not a stream
+ * one), WEFT_ENOMEM, WEFT_ENOLOOP. */
 WEFT_EXTERN WEFT_NODISCARD int
 weft_stream_from_fd(weft_stream **out, int fd, const weft_stream_opts *opts);
 
