@@ -263,10 +263,12 @@ static int ssl_result(tls_tp *t, int ret, int *want) {
       rc = t->handshake ? WEFT_EOF : WEFT_ETLS_TRUNCATED;
     break;
   case SSL_ERROR_SSL: {
-    long v = SSL_get_verify_result(t->ssl);
+    /* The verification result counts only in a handshake that verifies:
+     * an insecure context records it too, and goes on. */
+    long v = t->handshake && (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER)
+                 ? SSL_get_verify_result(t->ssl)
+                 : X509_V_OK;
     rc = v != X509_V_OK ? verify_error(v) : queue_error(t->handshake);
-    if (rc == WEFT_ETLS_VERIFY && t->sock_err != 0)
-      rc = t->sock_err;
     break;
   }
   default:

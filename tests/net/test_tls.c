@@ -443,6 +443,15 @@ static int m_alpn(void *arg) {
   T_TRUE(s == NULL);
   srv_stop(&v, t);
   T_RC(v.hs_rc, WEFT_ETLS_ALPN);
+  /* An insecure client records the self-signed certificate but goes on:
+   * the failure is still the ALPN one. */
+  weft_tls_ctx *ss = server_ctx("selfsigned", salpn), *ins = NULL;
+  weft_tls_opts io = {.size = sizeof io, .insecure = true, .alpn = c2};
+  T_OK(weft_tls_client_ctx_new(&ins, &io));
+  T_RC(pair_connect(&v, &t, ss, ins, serve_pong, NULL, &s), WEFT_ETLS_ALPN);
+  srv_stop(&v, t);
+  weft_tls_ctx_free(ss);
+  weft_tls_ctx_free(ins);
   weft_tls_ctx_free(sctx);
   weft_tls_ctx_free(cc1);
   weft_tls_ctx_free(cc2);
