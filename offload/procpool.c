@@ -97,9 +97,12 @@ struct worker {
   uint64_t head_since; /* when the running call started */
   uint8_t *txown;      /* the unsent rest of a request whose caller gave up */
   /* Sending the current request. */
-  weft__proc_hdr txh;
-  struct iovec tx[3];
+  /* Sending: the requests not yet (fully) sent, in order, as iovecs (a
+   * header of its own per pipeline slot, the name, the caller's `in`). */
+  weft__proc_hdr txh[PIPE_MAX];
+  struct iovec tx[3 * PIPE_MAX + 1];
   int txn, txi;
+  int batch; /* > 0: inside worker_read; requests are sent at its end */
   /* Receiving. */
   uint8_t *stage;
   size_t spos, slen;
@@ -572,7 +575,18 @@ static bool parse(worker *w) {
   return true;
 }
 
+static void worker_read_(worker *w);
+static void worker_write(worker *w);
+
 static void worker_read(worker *w) {
+  w->batch++;
+  worker_read_(w);
+  w->batch--;
+  if (w->batch == 0 && w->state != WK_DYING && w->txi < w->txn)
+    worker_write(w);
+}
+
+static void worker_read_(worker *w) {
   while (w->state != WK_DYING) {
     ssize_t n;
     if (w->in_body && w->body_len - w->body_got >= RX_STAGE) {
@@ -612,6 +626,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void worker_write(worker *w) {
+  if (w->fd < 0)
+    return; /* leaving: nothing more goes to it */
   while (w->txi < w->txn) {
     struct msghdr m = {.msg_iov = w->tx + w->txi,
                        .msg_iovlen = (size_t)(w->txn - w->txi)};
@@ -844,21 +860,30 @@ static void start_call(weft_procpool *p, worker *w, pcall *c) {
   w->sent++;
   w->seq++;
   w->pseq[slot] = w->seq;
-  w->txh = (weft__proc_hdr){.magic = WEFT__PROC_MAGIC,
-                            .kind = WEFT__MSG_CALL,
-                            .name_len = (uint16_t)c->name_len,
-                            .seq = w->seq,
-                            .len = c->in_len};
-  w->tx[0] = (struct iovec){&w->txh, sizeof w->txh};
-  w->tx[1] = (struct iovec){(void *)c->name, c->name_len};
-  w->tx[2] = (struct iovec){(void *)c->in, c->in_len};
-  w->txn = c->in_len ? 3 : 2;
-  w->txi = 0;
-  weft__free(w->txown);
-  w->txown = NULL;
+  if (w->txi == w->txn) {
+    w->txi = w->txn = 0;
+    weft__free(w->txown); /* sent: no longer needed */
+    w->txown = NULL;
+  } else if (w->txn + 3 > (int)(sizeof w->tx / sizeof w->tx[0])) {
+    memmove(w->tx, w->tx + w->txi, (size_t)(w->txn - w->txi) * sizeof *w->tx);
+    w->txn -= w->txi;
+    w->txi = 0;
+  }
+  w->txh[slot] = (weft__proc_hdr){.magic = WEFT__PROC_MAGIC,
+                                  .kind = WEFT__MSG_CALL,
+                                  .name_len = (uint16_t)c->name_len,
+                                  .seq = w->seq,
+                                  .len = c->in_len};
+  w->tx[w->txn++] = (struct iovec){&w->txh[slot], sizeof w->txh[slot]};
+  w->tx[w->txn++] = (struct iovec){(void *)c->name, c->name_len};
+  if (c->in_len)
+    w->tx[w->txn++] = (struct iovec){(void *)c->in, c->in_len};
   if (w->pn == 1)
     arm_timeout(w);
-  worker_write(w);
+  /* Replies read in one go free slots together: their successors then go
+   * out in one sendmsg when the read is over. */
+  if (w->batch == 0)
+    worker_write(w);
 }
 
 /* The worker the next queued call should go to: an idle one, else the
@@ -872,8 +897,7 @@ static worker *pick(weft_procpool *p) {
   for (size_t i = 0; i < p->nworkers; i++) {
     worker *w = p->w[i];
     if (w == NULL || w->state != WK_BUSY || !w->can_skip || w->exited ||
-        w->pn >= p->depth || w->txi != w->txn ||
-        (p->max_calls && w->sent >= p->max_calls))
+        w->pn >= p->depth || (p->max_calls && w->sent >= p->max_calls))
       continue;
     if (best == NULL || w->pn < best->pn)
       best = w;
@@ -1168,9 +1192,9 @@ static bool tx_detach(worker *w) {
  * there was no memory to finish sending its request without it. */
 static bool orphan(worker *w, pcall *c) {
   weft_procpool *p = w->pool;
-  bool sending =
-      c->slot == (w->phead + w->pn - 1) % PIPE_MAX && w->txi < w->txn;
-  if (sending && !tx_detach(w))
+  /* Requests not fully sent yet (this one, or others after it) must not
+   * read their callers' memory after this call returns. */
+  if (w->txi < w->txn && !tx_detach(w))
     return false;
   uint32_t seq = w->pseq[c->slot];
   if (w->shm != NULL)
