@@ -43,6 +43,10 @@ static int scratch_add(weft__h1 *h, const char *at, size_t n) {
 static int on_message_begin(llhttp_t *p) {
   weft__h1 *h = H(p);
   h->state = WEFT__H1_START;
+  h->status = 0;
+  h->val_open = false;
+  h->chunk_left = 0;
+  h->crlf_left = 0;
   h->head_bytes = 0;
   h->sc_len = h->fld_len = 0;
   h->in_value = false;
@@ -93,17 +97,29 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
   h->fld_len = h->sc_len;
+  /* llhttp's loose build takes "Host : x"; a name is a token. */
+  if (!weft__http_token_ok(h->scratch, h->fld_len))
+    return fail(h, 400, "invalid header field name");
   return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   weft__h1 *h = H(p);
+  /* A value comes in several pieces only when the input was cut between
+   * two feeds: the last piece ended its feed, and the next starts the new
+   * one. Any other second piece is an obs-fold continuation line, which
+   * llhttp's loose build joins: refused (RFC 9112 5.2). */
+  if (h->val_open && !(h->val_at_end && at == h->feed_start))
+    return fail(h, 400, "obs-fold in a header field");
+  h->val_open = true;
+  h->val_at_end = at + n == h->feed_end;
   int rc = count(h, n, false);
   return rc ? rc : scratch_add(h, at, n);
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
+  h->val_open = false;
   weft__http_hdrs *list = h->in_trailers ? &h->msg->trailers : &h->msg->hdrs;
   if (list->n >= h->lim->max_headers)
     return fail(h, 431, "too many header fields");
@@ -150,6 +166,24 @@ static int on_headers_complete(llhttp_t *p) {
   return nobody ? 0 : HPE_PAUSED;
 }
 
+/* Checks the bytes after a chunk's data against "\r\n", as far as this
+ * feed has them; the rest is checked at the start of the next feed. */
+static int check_crlf(weft__h1 *h, const char *from) {
+  while (h->crlf_left > 0 && from < h->feed_end) {
+    if (*from != "\r\n"[2 - h->crlf_left])
+      return fail(h, 400, "chunk data not followed by CRLF");
+    from++;
+    h->crlf_left--;
+  }
+  return 0;
+}
+
+static int on_chunk_header(llhttp_t *p) {
+  weft__h1 *h = H(p);
+  h->chunk_left = p->content_length;
+  return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   weft__h1 *h = H(p);
   /* weft__h1_feed never feeds more than the sink can take. */
@@ -158,6 +192,13 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   memcpy(h->dst + h->dst_len, at, n);
   h->dst_len += n;
   h->body_bytes += n;
+  if (h->msg->chunked) {
+    h->chunk_left -= n < h->chunk_left ? n : h->chunk_left;
+    if (h->chunk_left == 0) {
+      h->crlf_left = 2;
+      return check_crlf(h, at + n);
+    }
+  }
   return 0;
 }
 
@@ -180,6 +221,7 @@ static const llhttp_settings_t settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
@@ -207,14 +249,8 @@ void weft__h1_release(weft__h1 *h) {
 void weft__h1_expect_head(weft__h1 *h, bool head) { h->msg->head = head; }
 
 static int status_of(llhttp_errno_t e) {
-  switch (e) {
-  case HPE_INVALID_VERSION:
-    return 505;
-  case HPE_INVALID_METHOD:
-    return 400; /* nginx and h2o answer unknown methods 400 too */
-  default:
-    return 400;
-  }
+  (void)e; /* nginx and h2o answer every malformed head 400 */
+  return 400;
 }
 
 ssize_t weft__h1_feed(weft__h1 *h, const char *data, size_t len) {
@@ -230,6 +266,12 @@ ssize_t weft__h1_feed(weft__h1 *h, const char *data, size_t len) {
     len = h->dst_cap - h->dst_len;
   if (len == 0)
     return 0;
+  h->feed_start = data;
+  h->feed_end = data + len;
+  if (h->crlf_left > 0 && check_crlf(h, data) != 0) {
+    h->state = WEFT__H1_ERROR;
+    return -1;
+  }
   llhttp_errno_t e = llhttp_execute(&h->p, data, len);
   if (e == HPE_OK)
     return (ssize_t)len;
@@ -244,7 +286,9 @@ ssize_t weft__h1_feed(weft__h1 *h, const char *data, size_t len) {
     return (ssize_t)used;
   }
   h->state = WEFT__H1_ERROR;
-  if (e != HPE_USER) {
+  if (h->status == 0) {
+    /* llhttp's own error (a callback's failure keeps its status even when
+     * llhttp reports it under another code). */
     h->status = status_of(e);
     h->why = llhttp_get_error_reason(&h->p);
     if (h->why == NULL)

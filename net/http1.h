@@ -54,6 +54,14 @@ typedef struct weft__h1 {
   char *dst;
   size_t dst_cap, dst_len;
   uint64_t body_bytes; /* body bytes of this message so far */
+  /* What llhttp (built loose, as Debian ships it) lets through is checked
+   * here: obs-fold (a value continued on a new line), and the CRLF after
+   * each chunk's data. */
+  const char *feed_start, *feed_end; /* the bytes of the current feed */
+  bool val_open;                     /* a value has begun and not completed */
+  bool val_at_end;                   /* ... and its last piece ended the feed */
+  uint64_t chunk_left; /* data bytes of the current chunk not seen */
+  uint8_t crlf_left;   /* bytes of a chunk's CRLF still to check */
 } weft__h1;
 
 /* Initialises a parser of requests (WEFT__HTTP_REQUEST) or responses

@@ -629,12 +629,7 @@ void weft__req_run(weft_http_request *r) {
   s->stats.in_flight++;
   r->is_head = strcmp(r->req.method, "HEAD") == 0;
   int rc;
-  if (r->req.content_length >= 0 &&
-      (uint64_t)r->req.content_length > r->max_body) {
-    s->stats.bad_requests++;
-    r->body_err = WEFT_ELIMIT;
-    rc = weft_http_respond_text(r, 413, "Content Too Large\n");
-  } else if (weft__http_is_metrics(s, r)) {
+  if (weft__http_is_metrics(s, r)) {
     rc = serve_metrics(r);
   } else {
     rc = s->fn(r, s->arg);
@@ -648,9 +643,10 @@ void weft__req_run(weft_http_request *r) {
   if (r->c->kind != HC_DEAD && !weft_cancelled()) {
     if (r->rstate == RS_NONE) {
       int st = rc < 0 ? 500 : 204;
-      if (r->body_err == WEFT_ELIMIT)
+      if (r->body_err == WEFT_ELIMIT) {
         st = 413;
-      else if (r->body_err == WEFT_ETIMEDOUT)
+        s->stats.bad_requests++;
+      } else if (r->body_err == WEFT_ETIMEDOUT)
         st = 408;
       else if (r->body_err == WEFT_EBADMSG)
         st = 400;
@@ -730,6 +726,12 @@ ssize_t weft_http_read(weft_http_request *r, void *buf, size_t len) {
     return r->body_err;
   if (r->body_end || len == 0)
     return 0;
+  if (r->body_read == 0 && r->req.content_length >= 0 &&
+      (uint64_t)r->req.content_length > r->max_body) {
+    /* Refused before a byte is read (and before a 100 Continue). */
+    r->body_err = WEFT_ELIMIT;
+    return WEFT_ELIMIT;
+  }
   ssize_t n = r->ops->read(r, buf, len);
   if (n > 0) {
     r->body_read += (uint64_t)n;

@@ -473,7 +473,7 @@ static int h1_start(weft_http_request *r, bool body) {
   int rc = weft__h1_head(&h->out, &r->res, flags);
   if (rc != 0)
     return rc;
-  r->bytes_out += h->out.len - before;
+  s->stats.bytes_out += h->out.len - before; /* r->bytes_out: body only */
   return 0;
 }
 
@@ -508,7 +508,7 @@ static int h1_end(weft_http_request *r) {
     size_t before = h->out.len;
     if (weft__h1_chunk_end(&h->out, &r->res.trailers) != 0)
       return WEFT_ENOMEM;
-    r->bytes_out += h->out.len - before;
+    c->srv->stats.bytes_out += h->out.len - before;
   }
   if (h->out.len >= CORK_MAX / 2 || !more_pipelined(c) || c->closing)
     return flush(c);

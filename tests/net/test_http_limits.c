@@ -1,0 +1,3 @@
+#include "test.h"
+static const t_case cases[] = {{NULL, NULL}};
+T_MAIN("x", cases)
