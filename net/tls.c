@@ -716,17 +716,32 @@ void *weft_tls_ctx_ssl_ctx(weft_tls_ctx *ctx) { return ctx ? ctx->ssl : NULL; }
 
 /* ---- TLS on a stream ---- */
 
+/* Makes the certificate check name the IP address `a`. */
+static int check_ip(SSL *ssl, const weft_addr *a) {
+  const unsigned char *raw;
+  size_t len;
+  if (a->u.sa.sa_family == AF_INET6) {
+    raw = (const unsigned char *)&a->u.in6.sin6_addr;
+    len = 16;
+  } else if (a->u.sa.sa_family == AF_INET) {
+    raw = (const unsigned char *)&a->u.in.sin_addr;
+    len = 4;
+  } else {
+    return WEFT_EINVAL; /* a Unix socket: give the name to check */
+  }
+  return X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), raw, len) == 1
+             ? 0
+             : WEFT_ENOMEM;
+}
+
 /* Sets what a client checks: the name (SNI too), or an IP address. */
 static int set_peer_name(weft_stream *s, SSL *ssl, const char *name,
                          bool verify) {
-  char ip[INET6_ADDRSTRLEN];
   weft_addr a;
   if (name != NULL && weft_addr_ip(&a, name, 0) == 0) {
-    /* An IP literal: checked against the certificate's IP addresses, and
-     * never sent as SNI (RFC 6066). */
-    if (verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1)
-      return WEFT_EINVAL;
-    return 0;
+    /* An IP literal ("[::1]" too): checked against the certificate's IP
+     * addresses, and never sent as SNI (RFC 6066). */
+    return verify ? check_ip(ssl, &a) : 0;
   }
   if (name != NULL) {
     if (SSL_set_tlsext_host_name(ssl, name) != 1)
@@ -740,14 +755,7 @@ static int set_peer_name(weft_stream *s, SSL *ssl, const char *name,
   /* No name at all: the certificate must name the address we reached. */
   if (weft_stream_peer_addr(s, &a) != 0)
     return WEFT_EINVAL;
-  const void *raw = a.u.sa.sa_family == AF_INET6
-                        ? (const void *)&a.u.in6.sin6_addr
-                        : (const void *)&a.u.in.sin_addr;
-  if ((a.u.sa.sa_family != AF_INET && a.u.sa.sa_family != AF_INET6) ||
-      inet_ntop(a.u.sa.sa_family, raw, ip, sizeof ip) == NULL ||
-      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip) != 1)
-    return WEFT_EINVAL;
-  return 0;
+  return check_ip(ssl, &a);
 }
 
 static int make_tp(weft_stream *s, weft_tls_ctx *ctx, const char *name,

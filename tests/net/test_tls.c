@@ -179,6 +179,8 @@ static int m_verify_errors(void *arg) {
   verify_case("notyet", "localhost", WEFT_ETLS_NOT_YET_VALID, ctx);
   verify_case("wronghost", "localhost", WEFT_ETLS_HOSTNAME, ctx);
   verify_case("wronghost", NULL, WEFT_ETLS_HOSTNAME, ctx); /* IP check */
+  verify_case("wronghost", "127.0.0.1", WEFT_ETLS_HOSTNAME, ctx);
+  verify_case("valid", "[::1]", 0, ctx); /* an IP name, brackets and all */
   verify_case("unknownca", "localhost", WEFT_ETLS_UNKNOWN_CA, ctx);
   verify_case("selfsigned", "localhost", WEFT_ETLS_SELF_SIGNED, ctx);
   verify_case("valid", "other.test", WEFT_ETLS_HOSTNAME, ctx);
