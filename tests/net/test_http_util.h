@@ -25,7 +25,7 @@ extern char **environ;
 
 #define RUN(fn, arg) T_EQ(t_run((fn), (arg)), 0)
 
-static bool th_have(const char *prog) {
+static inline bool th_have(const char *prog) {
   char cmd[256];
   snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
   return system(cmd) == 0;
@@ -42,9 +42,10 @@ static bool th_have(const char *prog) {
 /* Runs `sh -c cmd` with stdout and stderr into out (NUL-terminated, cut at
  * cap), waiting from the task so the loop keeps serving. Returns the exit
  * status, 124 after `timeout` seconds (the command is killed), or -1. */
-static int th_cmd(char *out, size_t cap, double timeout, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int th_cmd(char *out, size_t cap, double timeout, const char *fmt, ...) {
+static inline int th_cmd(char *out, size_t cap, double timeout, const char *fmt,
+                         ...) __attribute__((format(printf, 4, 5)));
+static inline int th_cmd(char *out, size_t cap, double timeout, const char *fmt,
+                         ...) {
   char cmd[4096];
   va_list ap;
   va_start(ap, fmt);
@@ -114,8 +115,8 @@ static int th_cmd(char *out, size_t cap, double timeout, const char *fmt, ...) {
 
 /* Connects to 127.0.0.1:port, sends req, and reads until the server closes
  * (or `timeout`, or cap bytes). Returns the bytes read or an error. */
-static ssize_t th_raw(int port, const void *req, size_t n, char *resp,
-                      size_t cap, double timeout) {
+static inline ssize_t th_raw(int port, const void *req, size_t n, char *resp,
+                             size_t cap, double timeout) {
   weft_addr a;
   (void)weft_addr_ip(&a, "127.0.0.1", port);
   weft_stream *s;
@@ -139,7 +140,7 @@ static ssize_t th_raw(int port, const void *req, size_t n, char *resp,
 }
 
 /* Counts occurrences of needle in s. */
-static int th_count(const char *s, const char *needle) {
+static inline int th_count(const char *s, const char *needle) {
   int n = 0;
   for (const char *p = s; (p = strstr(p, needle)) != NULL; p++)
     n++;
@@ -289,7 +290,7 @@ static void th_stop(weft_http_server *srv, th_app *a) {
 }
 
 /* Makes the test certificates in a fresh directory; returns it or NULL. */
-static const char *th_certs(void) {
+static inline const char *th_certs(void) {
   static char dir[64];
   if (dir[0] != '\0')
     return dir;
@@ -305,7 +306,7 @@ static const char *th_certs(void) {
   return dir;
 }
 
-static void th_certs_cleanup(void) {
+static inline void th_certs_cleanup(void) {
   const char *d = th_certs();
   if (d != NULL) {
     char cmd[128];
