@@ -560,3 +560,23 @@ void *weft__h2_stream_ud(weft__h2 *h, int32_t sid) {
 uint64_t weft__h2_resets_recv(const weft__h2 *h) { return h->resets_recv; }
 
 bool weft__h2_calmed(const weft__h2 *h) { return h->calm; }
+
+uint32_t weft__h2_peer_max_streams(const weft__h2 *h) {
+  return nghttp2_session_get_remote_settings(
+      h->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
+bool weft__h2_may_open(const weft__h2 *h) {
+  return nghttp2_session_check_request_allowed(h->s) != 0 &&
+         nghttp2_session_want_read(h->s) != 0;
+}
+
+void weft__h2_consume_conn(weft__h2 *h, size_t n) {
+  if (n > 0)
+    (void)nghttp2_session_consume_connection(h->s, n);
+}
+
+void weft__h2_consume_stream(weft__h2 *h, int32_t sid, size_t n) {
+  if (n > 0 && nghttp2_session_find_stream(h->s, sid) != NULL)
+    (void)nghttp2_session_consume_stream(h->s, sid, n);
+}

@@ -123,6 +123,16 @@ void weft__h2_goaway(weft__h2 *h, uint32_t code);
 /* Counts one peer-caused error. Returns true when the budget is spent
  * (GOAWAY ENHANCE_YOUR_CALM was queued). */
 bool weft__h2_glitch(weft__h2 *h);
+/* Client side. The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its
+ * SETTINGS arrive), and whether new streams may still be opened (false once
+ * the peer sent GOAWAY or the session ended). */
+uint32_t weft__h2_peer_max_streams(const weft__h2 *h);
+bool weft__h2_may_open(const weft__h2 *h);
+/* The two halves of weft__h2_consume, for a client that opens the
+ * connection window as data arrives (so one unread response cannot stall
+ * the others) and a stream's window as its reader takes the bytes. */
+void weft__h2_consume_conn(weft__h2 *h, size_t n);
+void weft__h2_consume_stream(weft__h2 *h, int32_t sid, size_t n);
 /* Streams open now. */
 size_t weft__h2_streams(const weft__h2 *h);
 /* The session's pointer for stream sid, or NULL. */

@@ -88,7 +88,12 @@ extern "C" {
   XX(ETLS_TRUNCATED, -4210, "connection closed without TLS close_notify")      \
   XX(ETLS_ALPN, -4211, "no application protocol in common")                    \
   XX(ETLS_VERSION, -4212, "no TLS version in common")                          \
-  XX(ETLS_REJECTED, -4213, "peer rejected our certificate")
+  XX(ETLS_REJECTED, -4213, "peer rejected our certificate")                    \
+  /* HTTP: -4500 ... -4599 (net/weft/http_client.h) */                         \
+  XX(EHTTP_TRUNCATED, -4500,                                                   \
+     "HTTP body cut short by the end of the connection")                       \
+  XX(EHTTP_REDIRECTS, -4501, "too many HTTP redirects")                        \
+  XX(EHTTP_NO_RESPONSE, -4502, "server closed the connection without answering")
 
 enum {
 #define WEFT__ERR_ENUM(name, value, msg) WEFT_##name = (value),
