@@ -46,7 +46,8 @@ static inline int th_cmd(char *out, size_t cap, double timeout, const char *fmt,
                          ...) __attribute__((format(printf, 4, 5)));
 static inline int th_cmd(char *out, size_t cap, double timeout, const char *fmt,
                          ...) {
-  char cmd[4096];
+  /* Static: filled and handed to posix_spawn without a suspension. */
+  static char cmd[1 << 17];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(cmd, sizeof cmd, fmt, ap);
