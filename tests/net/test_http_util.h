@@ -21,6 +21,9 @@
 
 #include "test.h"
 
+/* Not every suite uses every helper. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 extern char **environ;
 
 #define RUN(fn, arg) T_EQ(t_run((fn), (arg)), 0)
