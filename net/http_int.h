@@ -173,6 +173,8 @@ bool weft__http_is_metrics(const weft_http_server *s,
  * already sit in `pre` (n bytes, copied). */
 void weft__h1_conn_start(hconn *c, const char *pre, size_t n);
 void weft__h1_conn_free(hconn *c);
+/* Frees the server's cache of HTTP/1.1 states. */
+void weft__h1_cache_free(weft_http_server *s);
 /* A deadline of list q passed. */
 void weft__h1_conn_timeout(hconn *c, int q);
 /* Shutdown: closes c if idle, else marks it to close after the request. */

@@ -117,13 +117,12 @@ static void really_free(weft_http_server *s) {
   while (s->free_reqs != NULL) {
     weft__list *n = s->free_reqs;
     s->free_reqs = n->next;
-    weft__free(n);
+    weft_http_request *r = (weft_http_request *)n;
+    weft__http_msg_fini(&r->req);
+    weft__http_msg_fini(&r->res);
+    weft__free(r);
   }
-  while (s->free_h1 != NULL) {
-    h1state *h = s->free_h1;
-    s->free_h1 = *(h1state **)h;
-    weft__free(h);
-  }
+  weft__h1_cache_free(s);
   weft_server_free(s->listener);
   weft__free(s->metrics_path);
   weft__obj_del(s->loop);

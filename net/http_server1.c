@@ -120,6 +120,17 @@ static int state_get(hconn *c) {
 
 void weft__h1_conn_free(hconn *c) { state_put(c); }
 
+void weft__h1_cache_free(weft_http_server *s) {
+  while (s->free_h1 != NULL) {
+    h1state *h = s->free_h1;
+    s->free_h1 = h->next_free;
+    weft__free(h->rbuf);
+    weft__hbuf_free(&h->out);
+    weft__free(h);
+  }
+  s->nfree_h1 = 0;
+}
+
 /* Room for at least `want` more bytes in the read buffer, within limit. */
 static int rbuf_room(h1state *h, size_t want, size_t limit) {
   if (h->rpos > 0 && h->rpos == h->rlen)
@@ -235,10 +246,12 @@ static int parse(hconn *c) {
       /* HTTP/2 with prior knowledge: hand everything over. */
       c->kind = HC_H2;
       weft__hconn_timeout(c, -1);
+      c->refs++; /* the session may end (and close c) at once */
       int rc = weft__h2_conn_start(c, h->rbuf, h->rlen, NULL, NULL);
       state_put(c);
       if (rc != 0)
         weft__hconn_close(c);
+      weft__hconn_unref(c);
       return P_GONE;
     }
   }
