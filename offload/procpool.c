@@ -121,6 +121,7 @@ struct weft_procpool {
   size_t nworkers, queue_max;
   unsigned depth;   /* pipeline depth per worker */
   uint64_t call_ns; /* how long calls run, a moving average */
+  uint64_t calls_timed;
   uint64_t max_calls;
   uint64_t call_timeout_ns;
   double start_timeout;
@@ -475,7 +476,10 @@ static void got_reply(worker *w, uint8_t *body) {
    * nothing from pipelining and may wait behind each other: pick() stops
    * pipelining while the average is long. */
   uint64_t ran = now_ns() - w->head_since;
-  p->call_ns = p->call_ns - p->call_ns / 8 + ran / 8;
+  if (p->calls_timed++ == 0)
+    p->call_ns = ran; /* the first measure replaces the "unknown" start */
+  else
+    p->call_ns = p->call_ns - p->call_ns / 8 + ran / 8;
   if (c != NULL) {
     p->st.completed++;
     c->out.data = body;
@@ -902,6 +906,9 @@ static worker *pick(weft_procpool *p) {
     if (best == NULL || w->pn < best->pn)
       best = w;
   }
+  /* Nor behind a call that has run long already, whatever the average. */
+  if (best != NULL && now_ns() - best->head_since > PIPE_MAX_CALL_NS)
+    return NULL;
   return best;
 }
 
@@ -1012,6 +1019,8 @@ int weft_procpool_new(weft_procpool **out, const weft_procpool_opts *opts) {
   p->nworkers = o.workers ? o.workers : ncpu > 0 ? (size_t)ncpu : 1;
   p->queue_max = o.queue_max ? o.queue_max : 1024;
   p->depth = o.pipeline ? (unsigned)o.pipeline : 4;
+  /* No pipelining until a call has shown how long calls take. */
+  p->call_ns = PIPE_MAX_CALL_NS + 1;
   if (p->depth > PIPE_MAX)
     p->depth = PIPE_MAX;
   p->max_calls = o.max_calls_per_worker;
