@@ -5,9 +5,13 @@
  * The tour (apps/tour) runs each scenario app with --tour and reads, from its
  * stdout, lines of exactly four tab-separated fields:
  *
- *   TOUR <tab> the guide's claim <tab> what weft measured <tab> ok|FAIL
+ *   TOUR <tab> the guide's claim <tab> what weft measured <tab> ok|FAIL|slow
  *
- * Everything else an app prints is for people and the tour ignores it.
+ * "slow" is for claims about speed (N processes finish N times faster): a
+ * busy machine can make them fall short without anything being wrong, so
+ * they are shown but never fail the tour or the app. Speed is proven by the
+ * benchmarks (docs/benchmarks.md), not by the tour. Everything else an app
+ * prints is for people and the tour ignores it.
  */
 #ifndef WEFT_APP_H
 #define WEFT_APP_H
@@ -33,6 +37,23 @@ static inline bool app_row(const char *claim, bool ok, const char *measured,
   printf("TOUR\t%s\t%s\t%s\n", claim, buf, ok ? "ok" : "FAIL");
   fflush(stdout);
   return ok;
+}
+
+/* The same for a claim about speed: prints "slow" instead of FAIL, and
+ * returns true either way, so that a busy machine never fails an app. */
+static inline bool app_speed_row(const char *claim, bool ok,
+                                 const char *measured, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline bool app_speed_row(const char *claim, bool ok,
+                                 const char *measured, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, measured);
+  vsnprintf(buf, sizeof buf, measured, ap);
+  va_end(ap);
+  printf("TOUR\t%s\t%s\t%s\n", claim, buf, ok ? "ok" : "slow");
+  fflush(stdout);
+  return true;
 }
 
 /* Parses argv[*i + 1] as a number for flag argv[*i] and advances *i; exits
