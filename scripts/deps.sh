@@ -34,7 +34,7 @@ bench_pkgs="$bench_pkgs nginx openssl"
 # (libevent-dev, already there), loaded by wrk and h2load.
 build_pkgs="$build_pkgs node-llhttp libnghttp2-dev"
 test_pkgs="$test_pkgs curl nghttp2-client"
-bench_pkgs="$bench_pkgs wrk h2o nghttp2-client python3-aiohttp curl"
+bench_pkgs="$bench_pkgs wrk h2o nghttp2-client nghttp2-server python3-aiohttp curl"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
