@@ -1,0 +1,3 @@
+#include "test_http_client_util.h"
+static const t_case cases[] = {{NULL, NULL}};
+T_MAIN("http-client_h2", cases)
