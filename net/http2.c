@@ -428,18 +428,25 @@ static bool h2_forbidden(const char *n, size_t l) {
   return false;
 }
 
-/* Builds the nv list of m's fields with names in lower case. `extra` more
- * entries are left free at the front. Returns the list (in one allocation
- * with the names) or NULL. */
+/* Builds the nv list of m's fields with names in lower case, `extra`
+ * entries left free at the front, in `stack` (room for `cap` entries and
+ * 512 bytes of names after them) when it fits, else in one allocation.
+ * Returns the list or NULL. */
+#define NV_STACK 24
+#define NV_NAMES 512
 static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
-                           size_t *count) {
+                           size_t *count, nghttp2_nv *stack) {
   size_t names = 0;
   for (uint32_t i = 0; i < hd->n; i++)
     names += hd->v[i].name_len;
-  nghttp2_nv *nv = weft__malloc((hd->n + extra) * sizeof *nv + names + 1);
-  if (nv == NULL)
-    return NULL;
-  char *lc = (char *)(nv + hd->n + extra);
+  nghttp2_nv *nv = stack;
+  char *lc = (char *)(stack + NV_STACK);
+  if (hd->n + extra > NV_STACK || names > NV_NAMES) {
+    nv = weft__malloc((hd->n + extra) * sizeof *nv + names + 1);
+    if (nv == NULL)
+      return NULL;
+    lc = (char *)(nv + hd->n + extra);
+  }
   size_t k = extra;
   for (uint32_t i = 0; i < hd->n; i++) {
     const weft_http_field *f = &hd->v[i];
@@ -457,6 +464,25 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
   return nv;
 }
 
+/* Stack room for make_nv: NV_STACK entries, then the names. */
+typedef union nv_room {
+  nghttp2_nv
+      nv[NV_STACK + (NV_NAMES + sizeof(nghttp2_nv) - 1) / sizeof(nghttp2_nv)];
+} nv_room;
+
+/* Formats v in decimal; returns the length. */
+static size_t fmt_dec(char *buf, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  return n;
+}
+
 #define NV(n, v, vl)                                                           \
   ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),           \
                 NGHTTP2_NV_FLAG_NONE})
@@ -464,7 +490,8 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
 int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
                         bool body, void *ud) {
   size_t n;
-  nghttp2_nv *nv = make_nv(&m->hdrs, 6, &n);
+  nv_room room;
+  nghttp2_nv *nv = make_nv(&m->hdrs, 6, &n, room.nv);
   if (nv == NULL)
     return WEFT_ENOMEM;
   size_t k = 0;
@@ -472,7 +499,9 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
   const char *date = NULL;
   size_t datel = 0;
   if (m->kind == WEFT__HTTP_RESPONSE) {
-    snprintf(st, sizeof st, "%03d", m->status);
+    st[0] = (char)('0' + m->status / 100 % 10);
+    st[1] = (char)('0' + m->status / 10 % 10);
+    st[2] = (char)('0' + m->status % 10);
     nv[k++] = NV(":status", st, 3);
     if (h->server) {
       datel = weft__http_date(&date);
@@ -486,10 +515,9 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
     nv[k++] = NV(":authority", m->authority, strlen(m->authority));
     nv[k++] = NV(":path", m->target, strlen(m->target));
   }
-  if (m->content_length >= 0) {
-    int l = snprintf(cl, sizeof cl, "%lld", (long long)m->content_length);
-    nv[k++] = NV("content-length", cl, (size_t)l);
-  }
+  if (m->content_length >= 0)
+    nv[k++] =
+        NV("content-length", cl, fmt_dec(cl, (uint64_t)m->content_length));
   /* The fixed entries go before the fields: move the fields down. */
   if (k < 6)
     memmove(nv + k, nv + 6, (n - 6) * sizeof *nv);
@@ -500,7 +528,8 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
     rc = nghttp2_submit_response(h->s, sid, nv, n, body ? &prd : NULL);
   else
     rc = nghttp2_submit_request(h->s, NULL, nv, n, body ? &prd : NULL, ud);
-  weft__free(nv);
+  if (nv != room.nv)
+    weft__free(nv);
   if (rc == NGHTTP2_ERR_NOMEM)
     return WEFT_ENOMEM;
   if (rc < 0)
@@ -511,11 +540,13 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
 int weft__h2_submit_trailers(weft__h2 *h, int32_t sid,
                              const weft__http_hdrs *t) {
   size_t n;
-  nghttp2_nv *nv = make_nv(t, 0, &n);
+  nv_room room;
+  nghttp2_nv *nv = make_nv(t, 0, &n, room.nv);
   if (nv == NULL)
     return WEFT_ENOMEM;
   int rc = nghttp2_submit_trailer(h->s, sid, nv, n);
-  weft__free(nv);
+  if (nv != room.nv)
+    weft__free(nv);
   return rc == 0 ? 0 : (rc == NGHTTP2_ERR_NOMEM ? WEFT_ENOMEM : WEFT_EINVAL);
 }
 

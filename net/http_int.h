@@ -140,6 +140,8 @@ struct weft_http_server {
   size_t nfree_reqs;
   h1state *free_h1;
   size_t nfree_h1;
+  struct h2stream *free_h2s;
+  size_t nfree_h2s;
 };
 
 /* ---- http_server.c, for the drivers ---- */
@@ -189,6 +191,8 @@ void weft__h2_conn_free(hconn *c);
 void weft__h2_conn_timeout(hconn *c);
 void weft__h2_conn_shutdown(hconn *c);
 void weft__h2_conn_cancel(hconn *c); /* cancels every handler */
+/* Frees the server's cache of HTTP/2 stream objects. */
+void weft__h2_cache_free(weft_http_server *s);
 /* The server's flush event: writes the frames of every dirty connection. */
 void weft__h2_flush_dirty(evutil_socket_t fd, short what, void *arg);
 

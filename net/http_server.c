@@ -123,6 +123,7 @@ static void really_free(weft_http_server *s) {
     weft__free(r);
   }
   weft__h1_cache_free(s);
+  weft__h2_cache_free(s);
   weft_server_free(s->listener);
   weft__free(s->metrics_path);
   weft__obj_del(s->loop);
@@ -626,7 +627,7 @@ void weft__req_run(weft_http_request *r) {
   weft_http_server *s = r->c->srv;
   s->stats.requests++;
   s->stats.in_flight++;
-  r->is_head = strcmp(r->req.method, "HEAD") == 0;
+  r->is_head = r->req.method[0] == 'H' && strcmp(r->req.method, "HEAD") == 0;
   int rc;
   if (weft__http_is_metrics(s, r)) {
     rc = serve_metrics(r);

@@ -132,16 +132,56 @@ void weft__h2_flush_dirty(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- streams ---- */
 
+/* Stream objects (with their buffers, when small) kept for reuse per
+ * server: a stream a request is the common case. */
+#define H2S_CACHE 1024
+#define H2S_BUF_KEEP (16 * 1024)
+
+static h2stream *stream_alloc(weft_http_server *s) {
+  h2stream *st = s->free_h2s;
+  if (st == NULL)
+    return weft__calloc(1, sizeof *st);
+  s->free_h2s = (h2stream *)st->link.next;
+  s->nfree_h2s--;
+  weft__hbuf in = st->in, out = st->out;
+  memset(st, 0, sizeof *st);
+  st->in = (weft__hbuf){in.data, 0, in.cap};
+  st->out = (weft__hbuf){out.data, 0, out.cap};
+  return st;
+}
+
+void weft__h2_cache_free(weft_http_server *s) {
+  while (s->free_h2s != NULL) {
+    h2stream *st = s->free_h2s;
+    s->free_h2s = (h2stream *)st->link.next;
+    weft__hbuf_free(&st->in);
+    weft__hbuf_free(&st->out);
+    weft__free(st);
+  }
+  s->nfree_h2s = 0;
+}
+
 static void stream_free(h2stream *st) {
   h2state *h = st->h;
   hconn *c = h->c;
+  weft_http_server *s = c->srv;
   if (st->r != NULL)
     weft__req_put(st->r);
-  weft__hbuf_free(&st->in);
-  weft__hbuf_free(&st->out);
   weft__list_remove(&st->link);
-  weft__free(st);
   h->nstreams--;
+  if (s->nfree_h2s < H2S_CACHE && !s->freed) {
+    if (st->in.cap > H2S_BUF_KEEP)
+      weft__hbuf_free(&st->in);
+    if (st->out.cap > H2S_BUF_KEEP)
+      weft__hbuf_free(&st->out);
+    st->link.next = (weft__list *)s->free_h2s;
+    s->free_h2s = st;
+    s->nfree_h2s++;
+  } else {
+    weft__hbuf_free(&st->in);
+    weft__hbuf_free(&st->out);
+    weft__free(st);
+  }
   weft__hconn_unref(c);
 }
 
@@ -199,11 +239,13 @@ static void *ev_begin(void *owner, int32_t sid, void *ud,
     *msg = &((h2stream *)ud)->r->req;
     return ud;
   }
-  h2stream *st = weft__calloc(1, sizeof *st);
+  h2stream *st = stream_alloc(h->c->srv);
   if (st == NULL)
     return NULL;
   st->r = weft__req_get(h->c, &weft__h2_ops);
   if (st->r == NULL) {
+    weft__hbuf_free(&st->in);
+    weft__hbuf_free(&st->out);
     weft__free(st);
     return NULL;
   }
@@ -445,7 +487,7 @@ int weft__h2_conn_start(hconn *c, const char *pre, size_t n,
   }
   if (upgrade != NULL) {
     /* Stream 1 is the request that asked for the upgrade. */
-    h2stream *st = weft__calloc(1, sizeof *st);
+    h2stream *st = stream_alloc(s);
     if (st == NULL) {
       weft__req_put(upgrade);
       return WEFT_ENOMEM;
