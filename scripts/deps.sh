@@ -34,6 +34,10 @@ bench_pkgs="$bench_pkgs nginx openssl"
 # (libevent-dev, already there), loaded by wrk and h2load.
 build_pkgs="$build_pkgs node-llhttp libnghttp2-dev"
 test_pkgs="$test_pkgs curl nghttp2-client"
+# The HTTP client: zlib decodes gzip and deflate bodies; its suites run
+# against nginx and h2o started on loopback (and skip one that is missing).
+build_pkgs="$build_pkgs zlib1g-dev"
+test_pkgs="$test_pkgs nginx h2o"
 bench_pkgs="$bench_pkgs wrk h2o nghttp2-client nghttp2-server python3-aiohttp curl"
 
 case "${1:-build}" in

@@ -236,6 +236,9 @@ static bool hc_nginx_start(hc_peer *p, const char *certs, const char *cert) {
            "    location = /conn { return 200 \"$connection\\n\"; }\n"
            "    location = /redir { return 301 /conn; }\n"
            "    location = /loop { return 302 /loop; }\n"
+           "    location = /short {\n"
+           "      keepalive_timeout 300ms; return 200 \"short\\n\";\n"
+           "    }\n"
            "  }\n"
            "  server {\n"
            "    listen 127.0.0.1:%d http2;\n"
@@ -284,7 +287,9 @@ static bool hc_h2o_start(hc_peer *p, const char *certs) {
   hc_write_text(p->dir, "big.txt", 65536);
   hc_write_file(p->dir, "index.txt", "hello from h2o\n");
   char conf[2048];
+  /* As root, h2o would switch to "nobody", who cannot write here. */
   snprintf(conf, sizeof conf,
+           "%s"
            "pid-file: %s/h2o.pid\n"
            "error-log: %s/error.log\n"
            "http2-max-concurrent-requests-per-connection: 100\n"
@@ -302,7 +307,8 @@ static bool hc_h2o_start(hc_peer *p, const char *certs) {
            "    paths:\n"
            "      /:\n"
            "        file.dir: %s\n",
-           p->dir, p->dir, p->port, p->tls_port, certs, certs, p->dir);
+           geteuid() == 0 ? "user: root\n" : "", p->dir, p->dir, p->port,
+           p->tls_port, certs, certs, p->dir);
   hc_write_file(p->dir, "h2o.conf", conf);
   char cpath[128];
   snprintf(cpath, sizeof cpath, "%s/h2o.conf", p->dir);
