@@ -37,6 +37,7 @@ static const struct scenario {
     {"offload", "CPU-bound work: the loop, threads, a process pool"},
     {"files", "async file I/O (aiofiles) while other tasks run"},
     {"hello", "an HTTP server (aiohttp.web): HTTP/1.1 and HTTP/2"},
+    {"fetch", "an HTTP client (aiohttp.ClientSession): many URLs at once"},
 };
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 
