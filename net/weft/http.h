@@ -18,11 +18,10 @@
  * Handlers. A handler gets the request and answers it through the same
  * object: weft_http_respond() (a whole body), weft_http_start() /
  * weft_http_write() / weft_http_end() (a streamed body), or
- * weft_http_send_file(). It returns 0 once it has answered; a handler that
- * returns without answering gets a 500 sent for it when it failed (< 0),
- * an empty 204 otherwise... (see weft_http_handler). Handlers run on the
- * loop of the server; all calls on a request are made from its handler's
- * task (the request is freed when the handler returns).
+ * weft_http_send_file(). It returns 0 once it has answered (what happens
+ * when it does not: weft_http_handler). Handlers run on the loop of the
+ * server; all calls on a request are made from its handler's task, and the
+ * request is freed when the handler returns.
  *
  * Limits. Every limit has a default close to nginx's and h2o's (the
  * options below say which), and going over one gets the answer RFC 9110

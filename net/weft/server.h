@@ -151,7 +151,9 @@ WEFT_EXTERN int weft_server_shutdown(weft_server *s, double grace);
 /* Ends one connection taken by an opts->accept callback: its slot is free
  * for the next peer (accepting resumes if it paused at max_connections or
  * after running out of descriptors). Call it once per connection, after
- * closing its socket. Never suspends; loop thread. */
+ * closing its socket; for connections taken before weft_server_free() it
+ * may still be called after it (the server's memory goes with the last
+ * one). Never suspends; loop thread. */
 WEFT_EXTERN void weft_server_conn_done(weft_server *s);
 
 /* Connections being served now. */
