@@ -522,6 +522,14 @@ static int acquire(weft_http_session *s, hc_host *h, const hc_time *t,
 
 static void session_fini(weft_http_session *s) {
   weft__list *n;
+  while ((n = weft__list_pop_front(&s->free_resps)) != NULL) {
+    weft_http_response *r =
+        weft__container_of(n, weft_http_response, cache_link);
+    weft__hbuf_free(&r->body);
+    weft__http_msg_fini(&r->msg);
+    weft__http_msg_fini(&r->req);
+    weft__free(r);
+  }
   while ((n = weft__list_pop_front(&s->hosts)) != NULL) {
     hc_host *h = weft__container_of(n, hc_host, link);
     weft__free(h->host);
@@ -566,6 +574,7 @@ int weft_http_session_new(weft_http_session **out,
   weft__list_init(&s->idle);
   weft__list_init(&s->waiters);
   weft__list_init(&s->dirty);
+  weft__list_init(&s->free_resps);
   hc_opts *h = &s->o;
   h->limit = o.limit ? o.limit : 100;
   h->limit_per_host = o.limit_per_host;
@@ -582,6 +591,7 @@ int weft_http_session_new(weft_http_session **out,
   const char *ua = o.user_agent ? o.user_agent : "weft/" WEFT_VERSION_STRING;
   if (ua[0] != '\0' && (h->user_agent = weft__strdup(ua)) == NULL)
     goto fail;
+  h->ua_len = strlen(ua);
   if (!weft__http_value_ok(ua, strlen(ua))) {
     rc = WEFT_EINVAL;
     goto fail;
@@ -690,13 +700,29 @@ static bool has_field(const weft_http_req_opts *o, const char *name) {
   return false;
 }
 
-static void response_free_body(weft_http_response *r);
+/* Responses are kept for the next requests (LIFO), with their arenas,
+ * header arrays and body buffer: a small request then allocates nothing. */
+#define RESP_CACHE 256
+#define BODY_KEEP (64 * 1024)
 
 static weft_http_response *response_new(weft_http_session *s) {
-  weft_http_response *r = weft__calloc(1, sizeof *r);
-  if (r == NULL)
-    return NULL;
-  weft__http_msg_init(&r->msg, WEFT__HTTP_RESPONSE, NULL);
+  weft_http_response *r;
+  weft__list *n = weft__list_pop_front(&s->free_resps);
+  if (n != NULL) {
+    s->nfree_resps--;
+    r = weft__container_of(n, weft_http_response, cache_link);
+    weft__http_msg_reset(&r->msg);
+    weft__http_msg_reset(&r->req);
+    r->body.len = 0;
+  } else {
+    r = weft__calloc(1, sizeof *r);
+    if (r == NULL)
+      return NULL;
+    r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
+    r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
+    weft__http_msg_init(&r->msg, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
+    weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
+  }
   r->s = s;
   s->refs++;
   return r;
@@ -720,20 +746,32 @@ static void response_detach(weft_http_response *r, bool clean) {
   weft__hc_conn_unref(c);
 }
 
-static void response_free_body(weft_http_response *r) {
-  weft__hc_decode_free(r);
-  weft__hbuf_free(&r->body);
-}
-
 void weft_http_response_free(weft_http_response *r) {
   if (r == NULL)
     return;
   response_detach(r, r->err == 0);
-  response_free_body(r);
-  weft__http_msg_fini(&r->msg);
+  weft__hc_decode_free(r);
   weft__free(r->url);
   weft_http_session *s = r->s;
-  weft__free(r);
+  if (!s->closed && s->nfree_resps < RESP_CACHE) {
+    /* Kept: everything but the memory goes back to zero. */
+    weft__http_msg msg = r->msg, req = r->req;
+    weft__hbuf body = r->body;
+    if (body.cap > BODY_KEEP)
+      weft__hbuf_free(&body);
+    size_t off = offsetof(weft_http_response, cache_link);
+    memset(r, 0, off);
+    r->msg = msg;
+    r->req = req;
+    r->body = body;
+    weft__list_push_front(&s->free_resps, &r->cache_link);
+    s->nfree_resps++;
+  } else {
+    weft__hbuf_free(&r->body);
+    weft__http_msg_fini(&r->msg);
+    weft__http_msg_fini(&r->req);
+    weft__free(r);
+  }
   session_unref(s);
 }
 
@@ -788,8 +826,13 @@ int weft_http_response_body(weft_http_response *r, const void **data,
                             size_t *len) {
   if (r == NULL || data == NULL || len == NULL)
     return WEFT_EINVAL;
+  /* A small body of a known length gets a buffer of its size. */
+  size_t chunk = 16384;
+  if (r->z == NULL && r->msg.content_length >= 0 &&
+      r->msg.content_length < (int64_t)chunk)
+    chunk = (size_t)r->msg.content_length + 1;
   while (!r->body_done) {
-    if (weft__hbuf_reserve(&r->body, 16384 + 1) != 0)
+    if (weft__hbuf_reserve(&r->body, chunk + 1) != 0)
       return WEFT_ENOMEM;
     size_t room = r->body.cap - r->body.len - 1;
     ssize_t n = weft_http_response_read(r, r->body.data + r->body.len, room);
@@ -851,6 +894,22 @@ int64_t weft_http_response_content_length(const weft_http_response *r) {
   return r->msg.content_length;
 }
 
+/* Appends a field whose strings outlive the request (no copy). */
+static int hdr_ref(weft__http_msg *m, const char *name, size_t nl,
+                   const char *value, size_t vl) {
+  weft__http_hdrs *h = &m->hdrs;
+  if (h->n == h->cap) {
+    uint32_t cap = h->cap ? h->cap * 2 : 8;
+    weft_http_field *v = weft__realloc(h->v, cap * sizeof *v);
+    if (v == NULL)
+      return WEFT_ENOMEM;
+    h->v = v;
+    h->cap = cap;
+  }
+  h->v[h->n++] = (weft_http_field){name, value, nl, vl};
+  return 0;
+}
+
 /* Fills the request head for u. */
 static int build_head(weft_http_session *s, weft__http_msg *m,
                       const char *method, const hc_url *u,
@@ -863,16 +922,13 @@ static int build_head(weft_http_session *s, weft__http_msg *m,
   m->content_length = q->length >= 0 ? q->length : -1;
   int rc = 0;
   if (!h2)
-    rc = weft__http_hdrs_add(m, &m->hdrs, "Host", 4, u->authority,
-                             strlen(u->authority));
+    rc = hdr_ref(m, "Host", 4, u->authority, strlen(u->authority));
   if (rc == 0 && s->o.user_agent && !has_field(o, "user-agent"))
-    rc = weft__http_hdrs_add(m, &m->hdrs, "User-Agent", 10, s->o.user_agent,
-                             strlen(s->o.user_agent));
+    rc = hdr_ref(m, "User-Agent", 10, s->o.user_agent, s->o.ua_len);
   if (rc == 0 && s->o.decompress && !has_field(o, "accept-encoding"))
-    rc = weft__http_hdrs_add(m, &m->hdrs, "Accept-Encoding", 15,
-                             "gzip, deflate", 13);
+    rc = hdr_ref(m, "Accept-Encoding", 15, "gzip, deflate", 13);
   if (rc == 0 && !has_field(o, "accept"))
-    rc = weft__http_hdrs_add(m, &m->hdrs, "Accept", 6, "*/*", 3);
+    rc = hdr_ref(m, "Accept", 6, "*/*", 3);
   for (size_t i = 0; rc == 0 && o != NULL && i < o->nheaders; i++) {
     const weft_http_field *f = &o->headers[i];
     size_t nl = f->name_len ? f->name_len : strlen(f->name);
@@ -880,11 +936,11 @@ static int build_head(weft_http_session *s, weft__http_msg *m,
     if (q->cross_origin && nl == 13 &&
         weft__http_ieq(f->name, "authorization", 13))
       continue; /* credentials stay with the origin they were given for */
-    rc = weft__http_hdrs_add(m, &m->hdrs, f->name, nl, f->value, vl);
+    rc = hdr_ref(m, f->name, nl, f->value, vl);
   }
   if (rc == 0 && o != NULL && o->content_type != NULL && q->length != -2)
-    rc = weft__http_hdrs_add(m, &m->hdrs, "Content-Type", 12, o->content_type,
-                             strlen(o->content_type));
+    rc = hdr_ref(m, "Content-Type", 12, o->content_type,
+                 strlen(o->content_type));
   const char *user = o ? o->user : NULL, *pass = o ? o->password : NULL;
   char *ui = NULL;
   if (rc == 0 && user == NULL && u->userinfo != NULL && !q->cross_origin)
@@ -1064,9 +1120,6 @@ int weft_http_fetch(weft_http_session *s, const char *method, const char *url,
              is_method(method, "PATCH")) {
     q.length = 0; /* Content-Length: 0, as servers expect */
   }
-  weft__http_msg head;
-  weft__http_msg_init(&head, WEFT__HTTP_REQUEST, NULL);
-  q.msg = &head;
 
   s->refs++;
   char *cur = weft__strdup(url);
@@ -1075,26 +1128,25 @@ int weft_http_fetch(weft_http_session *s, const char *method, const char *url,
   int rc = cur ? 0 : WEFT_ENOMEM;
   weft_http_response *r = NULL;
   hc_url u = {0};
-  char *first_origin = NULL;
+  hc_url first = {0}; /* the first origin: credentials stay with it */
+  bool have_first = false;
   while (rc == 0) {
     rc = weft__hc_url_parse(&u, cur);
     if (rc != 0)
       break;
-    char *origin = weft__hc_url_format(&u);
-    if (origin == NULL) {
-      rc = WEFT_ENOMEM;
-      break;
-    }
-    *strstr(strstr(origin, "://") + 3, "/") = '\0'; /* scheme://authority */
-    if (first_origin == NULL) {
-      first_origin = origin;
-    } else {
-      /* Credentials go to the origin they were given for only. */
-      if (strcmp(origin, first_origin) != 0) {
-        o.user = o.password = NULL;
-        q.cross_origin = true;
+    if (!have_first) {
+      first.tls = u.tls;
+      first.port = u.port;
+      first.host = weft__strdup(u.host);
+      if (first.host == NULL) {
+        rc = WEFT_ENOMEM;
+        break;
       }
-      weft__free(origin);
+      have_first = true;
+    } else if (u.tls != first.tls || u.port != first.port ||
+               strcmp(u.host, first.host) != 0) {
+      o.user = o.password = NULL;
+      q.cross_origin = true;
     }
     hc_host *h = host_get(s, &u);
     if (h == NULL) {
@@ -1106,6 +1158,7 @@ int weft_http_fetch(weft_http_session *s, const char *method, const char *url,
       rc = WEFT_ENOMEM;
       break;
     }
+    q.msg = &r->req;
     r->t = t;
     r->max_body = o.max_body ? o.max_body : s->o.max_body;
     r->is_head = is_method(m, "HEAD");
@@ -1163,9 +1216,8 @@ int weft_http_fetch(weft_http_session *s, const char *method, const char *url,
     }
   }
   weft__hc_url_free(&u);
-  weft__free(first_origin);
+  weft__free(first.host);
   weft__free(cur);
-  weft__http_msg_fini(&head);
   if (q.body_fd >= 0)
     close(q.body_fd);
   if (rc != 0) {

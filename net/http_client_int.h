@@ -95,6 +95,7 @@ typedef struct hc_opts {
   int max_redirects;
   bool cookies;
   char *user_agent; /* NULL: none */
+  size_t ua_len;
   bool decompress;
   size_t max_body;
 } hc_opts;
@@ -117,6 +118,8 @@ struct weft_http_session {
   weft__list dirty;
   weft_http_session_stats st;
   hc_cookie *cookies;
+  weft__list free_resps; /* responses kept for reuse */
+  size_t nfree_resps;
   unsigned refs; /* the user's, plus each request and response alive */
   bool closed;
 };
@@ -148,7 +151,6 @@ struct weft_http_response {
   weft_http_session *s;
   hc_conn *c;     /* the connection while the body is read (a reference) */
   hc_stream *h2s; /* HTTP/2: its stream */
-  weft__http_msg msg;
   char *url;
   int redirects;
   int err;      /* sticky body error */
@@ -164,9 +166,20 @@ struct weft_http_response {
   bool z_end;       /* the compressed stream ended */
   char *zbuf;
   size_t zpos, zlen;
-  /* weft_http_response_body's copy. */
-  weft__hbuf body;
   bool body_done;
+  /* Kept when the response is cached for reuse (from here on). */
+  weft__list cache_link;
+  weft__hbuf body;    /* weft_http_response_body's copy */
+  weft__http_msg req; /* the request head of this attempt */
+  weft__http_msg msg; /* the response head */
+  union {
+    weft__arena_blk blk;
+    char bytes[sizeof(weft__arena_blk) + 1024];
+  } inl_res;
+  union {
+    weft__arena_blk blk;
+    char bytes[sizeof(weft__arena_blk) + 512];
+  } inl_req;
 };
 
 /* ---- http_client.c, for the drivers ---- */

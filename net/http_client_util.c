@@ -142,7 +142,14 @@ int weft__hc_url_parse(hc_url *u, const char *url) {
   *w = '\0';
   if (u->port != def) {
     /* the original text had the port, so there is room for it */
-    snprintf(w, need - (size_t)(w - buf), ":%d", u->port);
+    char d[8];
+    int k = 0;
+    for (int v = u->port; v > 0; v /= 10)
+      d[k++] = (char)('0' + v % 10);
+    *w++ = ':';
+    while (k > 0)
+      *w++ = d[--k];
+    *w = '\0';
   }
   return 0;
 bad:
