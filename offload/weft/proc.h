@@ -177,7 +177,7 @@ WEFT_EXTERN void weft_procpool_stats_get(weft_procpool *p,
                                          weft_procpool_stats *out);
 
 /* Per-call options. */
-typedef struct weft_proc_call_opts {
+typedef struct weft_proc_opts {
   size_t size;    /* sizeof(weft_proc_opts) */
   double timeout; /* seconds; 0: the pool's call_timeout; < 0: none */
 } weft_proc_opts;
