@@ -133,11 +133,12 @@ WEFT_EXTERN WEFT_NODISCARD int
 weft_http_session_new(weft_http_session **out,
                       const weft_http_session_opts *opts);
 
-/* Closes every idle connection now and every busy one as its request ends
- * (aiohttp session.close()), then frees the session once no response of it
- * is alive. Requests waiting for a connection wake with WEFT_ECANCELED; new
- * requests fail with WEFT_ECLOSED. Responses still held stay readable. Never
- * suspends. NULL ok. */
+/* Closes every idle connection now and every busy HTTP/1.1 one as its
+ * request ends (aiohttp session.close()), then frees the session once no
+ * response of it is alive. Requests waiting for a connection wake with
+ * WEFT_ECANCELED; new requests fail with WEFT_ECLOSED. Responses still held
+ * stay readable over HTTP/1.1; over HTTP/2 their connection is closed now
+ * and their reads fail with WEFT_ECONNRESET. Never suspends. NULL ok. */
 WEFT_EXTERN void weft_http_session_free(weft_http_session *s);
 
 typedef struct weft_http_session_stats {

@@ -3,6 +3,11 @@
  * redirects and loops, gzip and deflate, cookies, basic auth, the
  * User-Agent, URLs (IPv6 literals, ports, queries), and the errors that
  * need no misbehaving server (refused, bad URL, body limit). */
+/* The test DNS server (a thread answering by name rules): first, for
+ * _GNU_SOURCE. */
+#include "../../apps/resolve/responder.h"
+
+#include <weft/dns.h>
 #include <zlib.h>
 
 #include "test_http_client_util.h"
@@ -217,6 +222,22 @@ static int t_urls(void *arg) {
   T_RC(weft_http_get(s, url, &r), WEFT_ECONNREFUSED);
   weft_http_session_stats st = hc_stats(s);
   T_EQ(st.connect_failures, 1);
+  /* A name that does not resolve (NXDOMAIN from the test DNS server). */
+  dnsr *dns = NULL;
+  T_EQ(dnsr_start(&dns, "127.0.0.1", 0), 0);
+  weft_addr da;
+  (void)weft_addr_ip(&da, "127.0.0.1", dns->port);
+  const char *const none[] = {NULL};
+  weft_resolver_opts ro = {.size = sizeof ro,
+                           .servers = &da,
+                           .nservers = 1,
+                           .timeout = 1,
+                           .tries = 1,
+                           .domains = none};
+  T_OK(weft_dns_configure(&ro));
+  T_RC(weft_http_get(s, "http://no-such-host.nx.test/", &r), WEFT_ENOHOST);
+  dnsr_stop(dns);
+  T_EQ(hc_stats(s).connect_failures, 2);
   HC_QUIET(s);
   weft_http_session_free(s);
   down();
