@@ -102,6 +102,21 @@ static int h_auth(weft_http_request *r, void *arg) {
   return weft_http_respond_text(r, 200, v ? v : "(none)");
 }
 
+/* /flood: 64 MiB in 16 KiB writes, counting what the client let through. */
+static size_t flooded;
+
+static int h_flood(weft_http_request *r, void *arg) {
+  (void)arg;
+  static char buf[16384];
+  int rc = weft_http_start(r, 200, "application/octet-stream", 64 << 20);
+  for (int i = 0; rc == 0 && i < 4096; i++) {
+    rc = weft_http_write(r, buf, sizeof buf);
+    if (rc == 0)
+      flooded += sizeof buf;
+  }
+  return rc == 0 ? weft_http_end(r) : rc;
+}
+
 /* ---- the suite's server ---- */
 
 static void up(void) {
@@ -116,6 +131,7 @@ static void up(void) {
   T_OK(weft_http_route(app.router, "GET", "/cookie", h_cookie, NULL));
   T_OK(weft_http_route(app.router, "GET", "/auth", h_auth, NULL));
   T_OK(weft_http_route(app.router, "GET", "/ua", h_auth, "ua"));
+  T_OK(weft_http_route(app.router, "GET", "/flood", h_flood, NULL));
   srv = th_serve(&app, NULL, &port);
   snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
 }
@@ -332,6 +348,15 @@ static int t_bodies(void *arg) {
   T_TRUE(ok);
   T_STREQ(weft_http_response_trailer(r, "x-total"), "1000000");
   T_EQ(weft_http_response_read(r, buf, sizeof buf), 0);
+  weft_http_response_free(r);
+  /* Backpressure: nothing is read ahead of the caller, so a reader that
+   * stops holds the server back (here at what the TCP buffers hold: far
+   * less than the 64 MiB it wants to send). */
+  flooded = 0;
+  T_OK(weft_http_get(s, URL(url, "/flood"), &r));
+  T_GT(weft_http_response_read(r, buf, sizeof buf), 0);
+  T_OK(weft_sleep(0.3));
+  T_LT(flooded, 16 << 20);
   weft_http_response_free(r);
   /* The body limit: WEFT_ELIMIT, and the connection is not kept. */
   weft_http_req_opts lim = {.size = sizeof lim, .max_body = 1000};

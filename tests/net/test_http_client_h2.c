@@ -23,6 +23,21 @@ static int h_conc(weft_http_request *r, void *arg) {
   return rc != 0 ? rc : weft_http_respond_text(r, 200, "done");
 }
 
+/* /flood: 64 MiB in 16 KiB writes, counting what the client let through. */
+static size_t flooded;
+
+static int h_flood(weft_http_request *r, void *arg) {
+  (void)arg;
+  static char buf[16384];
+  int rc = weft_http_start(r, 200, "application/octet-stream", 64 << 20);
+  for (int i = 0; rc == 0 && i < 4096; i++) {
+    rc = weft_http_write(r, buf, sizeof buf);
+    if (rc == 0)
+      flooded += sizeof buf;
+  }
+  return rc == 0 ? weft_http_end(r) : rc;
+}
+
 static weft_tls_ctx *server_tls(const char *name) {
   const char *d = th_certs();
   if (d == NULL)
@@ -42,6 +57,7 @@ static weft_tls_ctx *server_tls(const char *name) {
 static void up(weft_http_server_opts *o, bool tls) {
   th_app_init(&app);
   T_OK(weft_http_route(app.router, "GET", "/conc", h_conc, NULL));
+  T_OK(weft_http_route(app.router, "GET", "/flood", h_flood, NULL));
   srv = th_serve(&app, o, &port);
   snprintf(base, sizeof base, "%s://127.0.0.1:%d", tls ? "https" : "http",
            port);
@@ -303,6 +319,22 @@ static int t_streams(void *arg) {
   T_GT(weft_http_response_read(r, buf, sizeof buf), 0);
   weft_http_response_free(r);
   T_EQ(hc_get(s, URL(url, "/"), body, sizeof body), 200);
+  /* Backpressure: a reader that stops holds the server at the stream's
+   * window (1 MiB), not at the 64 MiB it wants to send. */
+  flooded = 0;
+  T_OK(weft_http_get(s, URL(url, "/flood"), &r));
+  T_GT(weft_http_response_read(r, buf, sizeof buf), 0);
+  T_OK(weft_sleep(0.3));
+  T_LT(flooded, 2 << 20);
+  size_t got = 0;
+  for (int i = 0; i < 100; i++) {
+    ssize_t k = weft_http_response_read(r, buf, sizeof buf);
+    T_GT(k, 0);
+    got += (size_t)k;
+  }
+  T_OK(weft_sleep(0.1));
+  T_LT(flooded, (2 << 20) + got + 65536);
+  weft_http_response_free(r);
   /* Cancelled while the server thinks. */
   cjob c = {.s = s};
   URL(c.url, "/sleep?ms=2000");
