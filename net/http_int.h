@@ -100,15 +100,10 @@ struct weft_http_request {
   } params[REQ_PARAMS];
   int32_t sid; /* HTTP/2 stream */
   /* First arena blocks of the two messages, so a small request allocates
-   * nothing more. */
-  union {
-    weft__arena_blk blk;
-    char bytes[sizeof(weft__arena_blk) + 1024];
-  } inl_req;
-  union {
-    weft__arena_blk blk;
-    char bytes[sizeof(weft__arena_blk) + 256];
-  } inl_res;
+   * nothing more (raw storage: a struct with a flexible array member may
+   * not sit inside another in ISO C). */
+  _Alignas(weft__arena_blk) char inl_req[sizeof(weft__arena_blk) + 1024];
+  _Alignas(weft__arena_blk) char inl_res[sizeof(weft__arena_blk) + 256];
 };
 
 struct weft_http_server {

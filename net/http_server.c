@@ -456,10 +456,12 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
   }
   weft__http_hdrs rh = r->req.hdrs, rt = r->req.trailers, sh = r->res.hdrs,
                   st = r->res.trailers;
-  r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
-  r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
-  weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
-  weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
+  weft__arena_blk *bq = (weft__arena_blk *)r->inl_req;
+  weft__arena_blk *bs = (weft__arena_blk *)r->inl_res;
+  bq->cap = sizeof r->inl_req - sizeof(weft__arena_blk);
+  bs->cap = sizeof r->inl_res - sizeof(weft__arena_blk);
+  weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, bq);
+  weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, bs);
   r->req.hdrs = (weft__http_hdrs){rh.v, 0, rh.cap};
   r->req.trailers = (weft__http_hdrs){rt.v, 0, rt.cap};
   r->res.hdrs = (weft__http_hdrs){sh.v, 0, sh.cap};
