@@ -579,11 +579,6 @@ void weft__h2_goaway(weft__h2 *h, uint32_t code) {
   (void)nghttp2_session_terminate_session(h->s, code);
 }
 
-size_t weft__h2_streams(const weft__h2 *h) {
-  (void)h;
-  return 0; /* the driver counts its own streams */
-}
-
 void *weft__h2_stream_ud(weft__h2 *h, int32_t sid) {
   return nghttp2_session_get_stream_user_data(h->s, sid);
 }

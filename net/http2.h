@@ -133,8 +133,6 @@ bool weft__h2_may_open(const weft__h2 *h);
  * the others) and a stream's window as its reader takes the bytes. */
 void weft__h2_consume_conn(weft__h2 *h, size_t n);
 void weft__h2_consume_stream(weft__h2 *h, int32_t sid, size_t n);
-/* Streams open now. */
-size_t weft__h2_streams(const weft__h2 *h);
 /* The session's pointer for stream sid, or NULL. */
 void *weft__h2_stream_ud(weft__h2 *h, int32_t sid);
 /* The number of RST_STREAMs the peer sent, and whether the session ended
