@@ -1053,8 +1053,8 @@ int weft_http_get(weft_http_session *s, const char *url,
 
 int weft_http_fetch(weft_http_session *s, const char *method, const char *url,
                     const weft_http_req_opts *opts, weft_http_response **out) {
-  if (weft_current() == NULL)
-    return WEFT_ENOTASK;
+  WEFT__NEED_TASK(self);
+  (void)self;
   if (s == NULL || out == NULL || url == NULL)
     return WEFT_EINVAL;
   if (s->closed)
