@@ -266,11 +266,17 @@ static int tour_task(void *arg) {
   peak_in_flight = 0;
   rc = fetch_all((const char *const *)u, 100, 100, &so, false, &r);
   free_urls(u, 100);
-  ok &= app_row("100 requests to a server that takes 1 s each: about 1 s, "
-                "not 100 s",
-                rc == 0 && r.ok == 100 && r.seconds < 1.5,
-                "%d/100 in %.2f s (%d served at once)", r.ok, r.seconds,
-                peak_in_flight);
+  /* All answered is a fact; the time is a claim about speed, which a busy
+   * machine may miss without anything being wrong. */
+  static const char slow_claim[] =
+      "100 requests to a server that takes 1 s each: about 1 s, not 100 s";
+  if (rc == 0 && r.ok == 100)
+    ok &= app_speed_row(slow_claim, r.seconds < 1.5,
+                        "100/100 in %.2f s (%d served at once)", r.seconds,
+                        peak_in_flight);
+  else
+    ok &= app_row(slow_claim, false, "%d/100 answered (%s)", r.ok,
+                  weft_strerror(rc));
 
   /* The semaphore tip: at most 10 in flight. */
   u = make_urls(l.port, "/wait?ms=50", 100);
