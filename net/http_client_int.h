@@ -259,8 +259,6 @@ void weft__hc_url_free(hc_url *u);
 /* The absolute URL `ref` (a Location value) means relative to `base`, in
  * a new allocation (weft__free). NULL when out of memory. */
 char *weft__hc_url_join(const char *base, const char *ref);
-/* Formats the URL back ("https://host:port/target"). */
-char *weft__hc_url_format(const hc_url *u);
 
 /* base64 of in[0..n) into out (room for 4 * ((n + 2) / 3) + 1). */
 void weft__hc_base64(const void *in, size_t n, char *out);

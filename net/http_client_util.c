@@ -163,15 +163,6 @@ void weft__hc_url_free(hc_url *u) {
   memset(u, 0, sizeof *u);
 }
 
-char *weft__hc_url_format(const hc_url *u) {
-  size_t n = strlen(u->authority) + strlen(u->target) + 16;
-  char *s = weft__malloc(n);
-  if (s != NULL)
-    snprintf(s, n, "%s://%s%s", u->tls ? "https" : "http", u->authority,
-             u->target);
-  return s;
-}
-
 char *weft__hc_url_join(const char *base, const char *ref) {
   size_t bl = strlen(base), rl = strlen(ref);
   /* absolute: has a scheme */
