@@ -10,6 +10,7 @@
 #include <weft/dns.h>
 #include <zlib.h>
 
+#include "http_client_int.h"
 #include "test_http_client_util.h"
 
 static th_app app;
@@ -573,6 +574,75 @@ static int t_many(void *arg) {
   return 0;
 }
 
+/* URL parsing and joining, without I/O. */
+static void test_url_parts(void) {
+  static const struct {
+    const char *url;
+    bool tls;
+    const char *host, *authority, *target, *userinfo;
+    int port;
+  } ok[] = {
+      {"http://Example.ORG", false, "example.org", "example.org", "/", NULL,
+       80},
+      {"https://a.b:8443/x/y?q=1#frag", true, "a.b", "a.b:8443", "/x/y?q=1",
+       NULL, 8443},
+      {"http://[::1]:8080/p", false, "::1", "[::1]:8080", "/p", NULL, 8080},
+      {"https://[fe80::1]/", true, "fe80::1", "[fe80::1]", "/", NULL, 443},
+      {"http://u:p%40ss@h:81?x", false, "h", "h:81", "/?x", "u:p@ss", 81},
+      {"HTTP://h:80/", false, "h", "h", "/", NULL, 80},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    hc_url u;
+    T_OK(weft__hc_url_parse(&u, ok[i].url));
+    T_EQ(u.tls, ok[i].tls);
+    T_STREQ(u.host, ok[i].host);
+    T_STREQ(u.authority, ok[i].authority);
+    T_STREQ(u.target, ok[i].target);
+    T_EQ(u.port, ok[i].port);
+    if (ok[i].userinfo != NULL)
+      T_STREQ(u.userinfo, ok[i].userinfo);
+    else
+      T_TRUE(u.userinfo == NULL);
+    weft__hc_url_free(&u);
+  }
+  static const char *const bad[] = {
+      "",
+      "example.org/",
+      "http://",
+      "http://:80/",
+      "http://h:0/",
+      "http://h:65536/",
+      "http://h:8x/",
+      "http://[::1/",
+      "http://[::1]x/",
+      "http://h /",
+      "http://h/a b",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    hc_url u;
+    T_RC(weft__hc_url_parse(&u, bad[i]), WEFT_EINVAL);
+  }
+  hc_url u;
+  T_RC(weft__hc_url_parse(&u, "ftp://h/"), WEFT_ENOTSUP);
+  static const struct {
+    const char *base, *ref, *want;
+  } joins[] = {
+      {"http://h/a/b?q", "c", "http://h/a/c"},
+      {"http://h/a/b", "/x?y", "http://h/x?y"},
+      {"http://h/a/b", "../c", "http://h/c"},
+      {"http://h/a/b/c", "./d/../e", "http://h/a/b/e"},
+      {"http://h/a/b", "?z", "http://h/a/b?z"},
+      {"http://h", "x", "http://h/x"},
+      {"https://h/a", "//other:81/p", "https://other:81/p"},
+      {"http://h/a", "https://o/p", "https://o/p"},
+  };
+  for (size_t i = 0; i < sizeof joins / sizeof joins[0]; i++) {
+    char *j = weft__hc_url_join(joins[i].base, joins[i].ref);
+    T_STREQ(j, joins[i].want);
+    weft__free(j);
+  }
+}
+
 #define CASE(name, fn)                                                         \
   static void name(void) { RUN(fn, NULL); }
 CASE(test_get, t_get)
@@ -584,10 +654,15 @@ CASE(test_cookies_auth, t_cookies_auth)
 CASE(test_many, t_many)
 
 static const t_case cases[] = {
-    {"get", test_get},       {"urls", test_urls},
-    {"bodies", test_bodies}, {"redirects", test_redirects},
-    {"gzip", test_gzip},     {"cookies_auth", test_cookies_auth},
-    {"many", test_many},     {NULL, NULL},
+    {"url_parts", test_url_parts},
+    {"get", test_get},
+    {"urls", test_urls},
+    {"bodies", test_bodies},
+    {"redirects", test_redirects},
+    {"gzip", test_gzip},
+    {"cookies_auth", test_cookies_auth},
+    {"many", test_many},
+    {NULL, NULL},
 };
 
 T_MAIN("http-client", cases)
