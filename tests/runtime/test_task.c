@@ -452,7 +452,28 @@ static int m_names(void *arg) {
 static void test_names(void) { T_EQ(t_run(m_names, NULL), 0); }
 
 static void test_outside_task(void) {
-#ifndef WEFT_DEBUG
+#ifdef WEFT_DEBUG
+  /* A debug build stops on an assertion that names the function: check it
+   * in a child process. */
+  int pipefd[2];
+  T_OK(pipe(pipefd));
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDERR_FILENO);
+    (void)weft_yield();
+    _exit(0);
+  }
+  close(pipefd[1]);
+  char buf[512] = {0};
+  ssize_t n, got = 0;
+  while ((n = read(pipefd[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+    got += n;
+  close(pipefd[0]);
+  int status;
+  T_EQ(waitpid(pid, &status, 0), pid);
+  T_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  T_TRUE(strstr(buf, "weft_yield() called outside a task") != NULL);
+#else
   T_TRUE(weft_current() == NULL);
   T_RC(weft_yield(), WEFT_ENOTASK);
   T_RC(weft_sleep(1), WEFT_ENOTASK);
