@@ -242,15 +242,19 @@ static int run_main(void *arg) {
                 "heartbeat at most %.1f ms late, %ld ticks during the work",
                 res[2].worst * 1e3, res[2].ticks);
   /* "About N times": 2 cores give 1.9x when idle; leave room for a busy
-   * machine (other programs take cores from the workers, not the loop). */
+   * machine (other programs take cores from the workers, not the loop).
+   * These two are claims about speed: a busy machine shows them as slow
+   * without failing the tour (apps/common/app.h). */
   double want = nw >= 2 ? 0.65 * (double)(nw < ncpu ? nw : ncpu) : 0.8;
-  ok &= app_row(
+  app_speed_row(
       "CPU-bound work on N processes finishes ~N times faster", speed_p >= want,
       "%.2fx on %d workers, %ld cores (want >= %.2f)", speed_p, nw, ncpu, want);
-  ok &= app_row("in C, threads also spread CPU-bound work (no GIL)",
-                res[1].worst < 0.05 && speed_t >= want,
-                "thread pool %.2fx, heartbeat at most %.1f ms late", speed_t,
+  ok &= app_row("in C, threads keep the loop responsive too (no GIL)",
+                res[1].worst < 0.05, "heartbeat at most %.1f ms late",
                 res[1].worst * 1e3);
+  app_speed_row("in C, threads also spread CPU-bound work (no GIL)",
+                speed_t >= want, "thread pool %.2fx (want >= %.2f)", speed_t,
+                want);
   ok &=
       app_row("all three ways give the same answer",
               res[0].primes == res[1].primes && res[1].primes == res[2].primes,
