@@ -1,11 +1,13 @@
 /* weft — streams: buffers, water marks and waiting over a transport.
  *
- * Each stream has one libevent event on its socket, registered once,
- * edge-triggered, for both directions (no epoll_ctl per wait). The event
- * only records readiness, wakes the tasks waiting for it, and pushes out
- * queued bytes; every read happens in the task that asked, straight into
- * its buffer or the stream's. A system call is made first and a task parks
- * only after an EAGAIN, which is also what re-arms the edge.
+ * Each stream's socket is in the loop's own epoll set (runtime/io.c),
+ * registered once, edge-triggered, for both directions (no epoll_ctl per
+ * wait). An edge only records readiness, wakes the tasks waiting for it, and
+ * pushes out queued bytes; every read happens in the task that asked,
+ * straight into its buffer or the stream's. A system call is made first and
+ * a task parks only after the readiness is used up: an EAGAIN, or a short
+ * read from an edge that carried no end or error (the raw epoll flags say
+ * so, which libevent's events do not: that saves one recv per wait).
  *
  * Reads pull: nothing is read until a task asks, so an unread stream stops
  * its peer through TCP flow control, and an idle stream holds no buffer
@@ -27,6 +29,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,13 +100,14 @@ static ssize_t plain_read(weft__transport *t, void *buf, size_t len,
                           int *want) {
   for (;;) {
     ssize_t n = recv(t->s->fd, buf, len, 0);
-    /* A short read does not end the readiness here, though the socket is
-     * empty: an end or reset that came with the same edge is still to be
-     * read, and libevent does not say whether an edge carried one (its
-     * EV_READ|EV_WRITE for EPOLLHUP/EPOLLERR look like any other). The
-     * next read pays one EAGAIN for that. */
-    if (n > 0)
+    if (n > 0) {
+      /* A short read emptied the socket, and bytes or an end that come
+       * later raise a new edge; only an end or error that came with this
+       * edge must still be read (rclosed). */
+      if ((size_t)n < len && !t->s->rclosed)
+        t->s->readable = false;
       return n;
+    }
     if (n == 0)
       return WEFT_EOF;
     if (errno == EINTR)
@@ -253,46 +257,20 @@ static void notify_check(weft_stream *s) {
   fn(s, ev, s->notify_arg);
 }
 
-static void on_io(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  weft_stream *s = arg;
-  if (what & EV_READ)
+/* An edge of the socket (events: raw epoll flags), or a kick (0). */
+static void on_io(weft__io *io, uint32_t events) {
+  weft_stream *s = weft__container_of(io, weft_stream, io);
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    s->rclosed = true;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
     s->readable = true;
-  if (what & EV_WRITE)
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
     s->writable = true;
   if (weft__stream_wqueued(s) > 0 && s->werr == 0)
     flush_queue(s);
   wake_io(s);
-  weft__stream_update(s);
   if (s->notify_fn != NULL)
     notify_check(s); /* last: the callback may free s */
-}
-
-void weft__stream_update(weft_stream *s) {
-  if (s->et || s->released)
-    return;
-  short want = 0;
-  weft__list *n;
-  weft__list_foreach(n, &s->io_waiters) {
-    int w = (int)(uintptr_t)weft__container_of(n, weft__waiter, link)->data;
-    if (w & WEFT__WANT_READ)
-      want |= EV_READ;
-    if (w & WEFT__WANT_WRITE)
-      want |= EV_WRITE;
-  }
-  if (s->werr == 0 && weft__stream_wqueued(s) > 0)
-    want |= (s->wwant & WEFT__WANT_READ) ? EV_READ : EV_WRITE;
-  if (s->notify_fn != NULL && (s->notify_events & WEFT_STREAM_READABLE))
-    want |= (s->rwant & WEFT__WANT_WRITE) ? EV_WRITE : EV_READ;
-  if (want == s->registered)
-    return;
-  event_del(s->ev);
-  s->registered = 0;
-  if (want != 0 &&
-      event_assign(s->ev, s->loop->base, s->fd, want | EV_PERSIST, on_io, s) ==
-          0 &&
-      event_add(s->ev, NULL) == 0)
-    s->registered = want;
 }
 
 /* Parks the calling task on `head` with `data` until woken. Returns 0 when
@@ -303,7 +281,6 @@ static int park_on(weft_stream *s, weft__list *head, uintptr_t data,
   weft__waiter_init(&w, s->loop->current);
   w.data = (void *)data;
   weft__list_push_back(head, &w.link);
-  weft__stream_update(s);
   int rc;
   do
     rc = weft__park(what, s, 0);
@@ -386,20 +363,14 @@ int weft__stream_new(weft_stream **out, weft_loop *loop, int fd,
   s->family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family
                                                                 : AF_UNSPEC;
 
-  /* Edge-triggered where the backend can (epoll): registered once for the
-   * stream's life. Elsewhere the event is registered for what is awaited
-   * (weft__stream_update). */
-  s->et = (event_base_get_features(loop->base) & EV_FEATURE_ET) != 0;
-  if (s->et)
-    s->ev = event_new(loop->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
-                      on_io, s);
-  else
-    s->ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_io, s);
-  if (s->ev == NULL)
-    goto nomem;
-  if (s->et && event_add(s->ev, NULL) != 0) {
-    event_free(s->ev);
-    goto nomem;
+  /* Edge-triggered, registered once for the stream's life. */
+  s->io.cb = on_io;
+  int rc =
+      weft__io_add(loop, &s->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+  if (rc != 0) {
+    weft__free(s->server_name);
+    weft__free(s);
+    return rc;
   }
   apply_nodelay(s, &o);
   if (o.keepalive > 0)
@@ -446,10 +417,7 @@ void weft__stream_release(weft_stream *s, bool reset) {
     return;
   s->released = true;
   s->notify_fn = NULL;
-  if (s->ev != NULL) {
-    event_free(s->ev);
-    s->ev = NULL;
-  }
+  weft__io_del(&s->io);
   if (s->tls != NULL) {
     s->tls->vt->free(s->tls);
     s->tls = NULL;
@@ -920,7 +888,6 @@ static int write_iov(weft_stream *s, cursor *c) {
       rc = queue_some(s, c, s->high - q);
       if (rc != 0)
         return rc;
-      weft__stream_update(s);
     }
   }
   return 0;
@@ -1194,8 +1161,6 @@ int weft_stream_try_writev(weft_stream *s, const struct iovec *iov,
   if (rc == 0 && c.left > 0) {
     /* No high-water mark here: the caller bounds what it queues. */
     rc = queue_some(s, &c, c.left);
-    if (rc == 0)
-      weft__stream_update(s);
   }
   return rc;
 }
@@ -1212,10 +1177,9 @@ int weft_stream_notify(weft_stream *s, int events, weft_stream_notify_fn fn,
   s->notify_events = events;
   if (events == 0)
     return 0;
-  weft__stream_update(s);
-  /* Readiness already there raises no new edge: have the event run once
+  /* Readiness already there raises no new edge: have the callback run once
    * more at the next turn, where the check is made. */
   if (notify_ready(s) != 0)
-    event_active(s->ev, 0, 0);
+    weft__io_kick(&s->io);
   return 0;
 }

@@ -71,13 +71,12 @@ struct weft_stream {
   weft_loop *loop;
   int fd;
   int family;
-  struct event *ev;
-  bool et;          /* the event is edge-triggered and always registered */
-  short registered; /* level-triggered fallback: events registered now */
-  /* Readiness not yet used up: set by the event, cleared when a system
-   * call says EAGAIN. With edge triggering a new edge comes only after an
-   * EAGAIN, so nothing may wait before seeing one. */
+  weft__io io; /* in the loop's epoll set, edge-triggered, for life */
+  /* Readiness not yet used up: set by an edge, cleared when a system call
+   * says EAGAIN, or by a short read when the edge carried no end or error
+   * (rclosed): a new edge comes with the next bytes, so nothing is lost. */
   bool readable, writable;
+  bool rclosed; /* an edge said EPOLLRDHUP/HUP/ERR: read on to the end */
 
   weft__transport *tp;   /* plain, or TLS once started */
   weft__transport plain; /* the plain socket transport */
@@ -161,10 +160,6 @@ static inline bool weft__stream_ready(const weft_stream *s, int want) {
   return ((want & WEFT__WANT_READ) && s->readable) ||
          ((want & WEFT__WANT_WRITE) && s->writable);
 }
-
-/* Re-registers the event for what is awaited now (level-triggered fallback
- * only; a no-op with edge triggering). */
-void weft__stream_update(weft_stream *s);
 
 /* Releases the socket side of s: the event, the transport, the buffers, the
  * fd (with SO_LINGER 0 when `reset`), and wakes every waiter. */

@@ -167,7 +167,41 @@ struct weft_loop {
 
   /* Per-loop state of other modules (weft__loop_slot), finished at free. */
   weft__list slots;
+
+  /* Raw fd readiness (io.c): the loop's own epoll set, and the fds whose
+   * callback must run at the next poll. */
+  struct weft__ioset *io;
+  weft__list io_kicked;
 };
+
+/* An fd in the loop's own epoll set (io.c), embedded in its owner. The
+ * callback gets the kernel's epoll flags as they are (EPOLLRDHUP, EPOLLHUP
+ * and EPOLLERR included, which libevent folds away), or 0 when it runs
+ * because of weft__io_kick. It runs on the loop's thread, outside any task,
+ * and may free its owner (after weft__io_del). */
+typedef struct weft__io {
+  void (*cb)(struct weft__io *io, uint32_t events);
+  weft_loop *loop; /* NULL once deleted */
+  int fd;
+  weft__list kick;
+} weft__io;
+
+/* Adds fd to the loop's set with `events` (EPOLLIN, EPOLLET, ...; cb set by
+ * the caller). Returns 0, WEFT_ENOMEM, or a negated errno. */
+int weft__io_add(weft_loop *loop, weft__io *io, int fd, uint32_t events);
+/* Takes io out of the set (before its fd is closed) and out of the kick
+ * list; a callback still due in the current batch will not run. */
+void weft__io_del(weft__io *io);
+/* Has io's callback run (with events 0) at the next poll of the loop, which
+ * then does not block: for readiness that is already there and raises no
+ * new edge. */
+void weft__io_kick(weft__io *io);
+bool weft__io_kicks_pending(const weft_loop *loop);
+/* Makes the loop's set (weft_loop_new) / frees it (weft_loop_free). Returns
+ * 0, WEFT_ENOMEM, or a negated errno. */
+int weft__io_init(weft_loop *loop);
+void weft__io_run_kicks(weft_loop *loop);
+void weft__io_fini(weft_loop *loop);
 
 /* Per-loop slots: the one hook for state a module keeps per loop and makes on
  * first use (the net layer's default DNS resolver). The module embeds the

@@ -121,7 +121,7 @@ static void arm_wakeup(weft_loop *loop, uint64_t due) {
 /* One poll of libevent. Blocks only when no task is ready. */
 static void poll_io(weft_loop *loop) {
   loop->stats.loop_iterations++;
-  if (!weft__list_empty(&loop->runq)) {
+  if (!weft__list_empty(&loop->runq) || weft__io_kicks_pending(loop)) {
     event_base_loop(loop->base, EVLOOP_NONBLOCK);
   } else if (loop->virtual_clock) {
     event_base_loop(loop->base, EVLOOP_NONBLOCK);
@@ -145,6 +145,7 @@ static void poll_io(weft_loop *loop) {
       arm_wakeup(loop, next);
     event_base_loop(loop->base, EVLOOP_ONCE);
   }
+  weft__io_run_kicks(loop);
   weft__loop_update_time(loop);
   weft__timers_fire(loop);
 }
@@ -168,6 +169,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   weft__list_init(&loop->runq);
   weft__list_init(&loop->tsq);
   weft__list_init(&loop->tasks);
+  weft__list_init(&loop->io_kicked);
   weft__list_init(&loop->slots);
   loop->notify_fd = loop->notify_wfd = loop->timer_fd = -1;
   loop->timer_ev_due = WEFT__NO_DEADLINE;
@@ -219,6 +221,8 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   if (loop->notify_ev == NULL || loop->timer_ev == NULL ||
       event_add(loop->notify_ev, NULL) != 0 ||
       event_add(loop->timer_ev, NULL) != 0)
+    goto fail;
+  if ((rc = weft__io_init(loop)) != 0)
     goto fail;
 
   loop->altstack = weft__sigaltstack_install();
@@ -345,6 +349,7 @@ int weft_loop_free(weft_loop *loop) {
   pthread_mutex_unlock(&loop->tslock);
   run_tscalls(loop); /* calls that raced in before the close still run */
   fini_slots(loop);
+  weft__io_fini(loop);
   weft__signal_fini(loop);
   weft__debug_fini(loop);
   event_free(loop->notify_ev);
