@@ -95,6 +95,13 @@ int weft__h2_recv(weft__h2 *h, const uint8_t *data, size_t len);
  * negative code as weft__h2_recv. */
 ssize_t weft__h2_send(weft__h2 *h, const uint8_t **data);
 
+/* Driver glue (http2_io.c), the one place a session meets a stream: hands
+ * what the session has to send to `st` in batches, until nothing is left or
+ * `high` bytes wait in the stream's queue. Never suspends. Returns 0, or an
+ * error (from the session or the stream) when the connection must close. */
+struct weft_stream;
+int weft__h2_send_to(weft__h2 *h, struct weft_stream *st, size_t high);
+
 /* True while the session wants to read / has frames to write; when
  * neither, the connection can close. */
 bool weft__h2_want_read(const weft__h2 *h);

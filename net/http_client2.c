@@ -27,7 +27,6 @@
 #define STREAM_OUT_HIGH (64 * 1024)
 #define CONN_OUT_HIGH (256 * 1024)
 #define SCRATCH (16 * 1024)
-#define BATCH (64 * 1024)
 
 struct hc_h2 {
   weft__h2 *sess;
@@ -60,7 +59,6 @@ struct hc_stream {
 };
 
 static __thread uint8_t scratch[SCRATCH];
-static __thread uint8_t batch[BATCH];
 
 static const weft__h2_limits limits = {
     .max_streams = 100, /* streams the server may open: none (no push) */
@@ -102,30 +100,18 @@ void weft__hc2_flush(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-static void wake(weft__waiter **w, int status) {
-  if (*w != NULL) {
-    weft__waiter *x = *w;
-    *w = NULL;
-    weft__waiter_complete(x, status);
-  }
-}
+#define wake weft__slot_wake
 
 /* Parks the task on *slot until a wake, within the request's times. */
 static int park(weft__waiter **slot, const char *what, hc_stream *st,
                 const hc_time *t, bool reading) {
-  weft__waiter w;
-  weft__waiter_init(&w, weft_current());
-  *slot = &w;
   hc_scopes sc;
   weft__hc_time_enter(&sc, t, reading);
-  int rc;
-  do
-    rc = weft__park(what, st, 0);
-  while (rc == 0 && !w.done);
-  rc = weft__hc_time_exit(&sc, rc);
-  if (!w.done)
-    *slot = NULL;
-  return w.done ? w.status : rc;
+  int rc = weft__slot_park(slot, what, st);
+  /* A wake that came counts even if a time ran out just after: the scopes
+   * are only left here (the timeout shows at the next wait). */
+  (void)weft__hc_time_exit(&sc, rc);
+  return rc;
 }
 
 /* ---- slots ---- */
@@ -343,39 +329,7 @@ static const weft__h2_events events = {
 static void on_io(weft_stream *s, int ev, void *arg);
 
 static int send_frames(hc_h2 *h) {
-  weft_stream *st = h->c->st;
-  size_t used = 0;
-  for (;;) {
-    if (weft__stream_wqueued(st) + used >= CONN_OUT_HIGH)
-      break;
-    const uint8_t *data;
-    ssize_t n = weft__h2_send(h->sess, &data);
-    if (n < 0)
-      return (int)n;
-    if (n == 0)
-      break;
-    if (used + (size_t)n > BATCH) {
-      struct iovec iov = {batch, used};
-      int rc = used ? weft_stream_try_writev(st, &iov, 1) : 0;
-      used = 0;
-      if (rc != 0)
-        return rc;
-    }
-    if ((size_t)n > BATCH) {
-      struct iovec iov = {(void *)data, (size_t)n};
-      int rc = weft_stream_try_writev(st, &iov, 1);
-      if (rc != 0)
-        return rc;
-      continue;
-    }
-    memcpy(batch + used, data, (size_t)n);
-    used += (size_t)n;
-  }
-  if (used > 0) {
-    struct iovec iov = {batch, used};
-    return weft_stream_try_writev(st, &iov, 1);
-  }
-  return 0;
+  return weft__h2_send_to(h->sess, h->c->st, CONN_OUT_HIGH);
 }
 
 /* Feeds input, sends output, decides what to wait for; closes the

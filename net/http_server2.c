@@ -26,7 +26,6 @@
 #define STREAM_OUT_HIGH (64 * 1024)
 #define CONN_OUT_HIGH (256 * 1024)
 #define SCRATCH (16 * 1024)
-#define BATCH (64 * 1024)
 
 typedef struct h2stream h2stream;
 
@@ -62,7 +61,6 @@ struct h2stream {
 };
 
 static __thread uint8_t scratch[SCRATCH];
-static __thread uint8_t batch[BATCH];
 
 static void pump(hconn *c);
 
@@ -78,44 +76,8 @@ static void mark_dirty(h2state *h) {
     event_active(s->flush_ev, 0, 0);
 }
 
-/* Hands what the session has to send to the stream, in batches. Returns 0,
- * or an error when the connection must close. */
 static int send_frames(h2state *h) {
-  weft_stream *st = h->c->st;
-  size_t used = 0;
-  for (;;) {
-    if (weft__stream_wqueued(st) + used >= CONN_OUT_HIGH)
-      break; /* the peer is slow: wait for DRAINED */
-    const uint8_t *data;
-    ssize_t n = weft__h2_send(h->sess, &data);
-    if (n < 0)
-      return (int)n;
-    if (n == 0)
-      break;
-    if (used + (size_t)n > BATCH) {
-      struct iovec iov = {batch, used};
-      int rc = used ? weft_stream_try_writev(st, &iov, 1) : 0;
-      used = 0;
-      if (rc != 0)
-        return rc;
-    }
-    if ((size_t)n > BATCH) {
-      struct iovec iov = {(void *)data, (size_t)n};
-      int rc = weft_stream_try_writev(st, &iov, 1);
-      if (rc != 0)
-        return rc;
-      continue;
-    }
-    memcpy(batch + used, data, (size_t)n);
-    used += (size_t)n;
-  }
-  if (used > 0) {
-    struct iovec iov = {batch, used};
-    int rc = weft_stream_try_writev(st, &iov, 1);
-    if (rc != 0)
-      return rc;
-  }
-  return 0;
+  return weft__h2_send_to(h->sess, h->c->st, CONN_OUT_HIGH);
 }
 
 void weft__h2_flush_dirty(evutil_socket_t fd, short what, void *arg) {
@@ -185,26 +147,11 @@ static void stream_free(h2stream *st) {
   weft__hconn_unref(c);
 }
 
-static void wake(weft__waiter **w, int status) {
-  if (*w != NULL) {
-    weft__waiter *x = *w;
-    *w = NULL;
-    weft__waiter_complete(x, status);
-  }
-}
+#define wake weft__slot_wake
 
 /* Parks the handler on *slot until a wake. */
 static int park(weft__waiter **slot, const char *what, h2stream *st) {
-  weft__waiter w;
-  weft__waiter_init(&w, weft_current());
-  *slot = &w;
-  int rc;
-  do
-    rc = weft__park(what, st, 0);
-  while (rc == 0 && !w.done);
-  if (!w.done)
-    *slot = NULL;
-  return w.done ? w.status : rc;
+  return weft__slot_park(slot, what, st);
 }
 
 static int stream_task(void *arg) {

@@ -268,6 +268,20 @@ static inline void weft__waiter_complete(weft__waiter *w, int status) {
   weft__wake(w->task, 0);
 }
 
+/* A slot that holds at most one waiting task (a stream's reader, its
+ * writer): wakes the task with `status`, if one waits. */
+static inline void weft__slot_wake(weft__waiter **slot, int status) {
+  weft__waiter *w = *slot;
+  if (w != NULL) {
+    *slot = NULL;
+    weft__waiter_complete(w, status);
+  }
+}
+/* Parks the running task in *slot until weft__slot_wake. Returns the
+ * waker's status, or park's error (cancelled, timed out: the slot is empty
+ * again). */
+int weft__slot_park(weft__waiter **slot, const char *what, const void *on);
+
 /* Wakes every waiter of a list with `status` (used by frees and closes). */
 void weft__waiters_complete_all(weft__list *head, int status);
 

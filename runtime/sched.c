@@ -260,6 +260,28 @@ int weft__park_until(const char *what, const void *on, uint64_t due) {
   return park(loop, t, what, on, 0, due);
 }
 
+/* The waiter lives in this frame while the slot points at it; the slot is
+ * emptied (by the waker, or below) before the frame goes. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+int weft__slot_park(weft__waiter **slot, const char *what, const void *on) {
+  weft__waiter w;
+  weft__waiter_init(&w, weft__tls_loop->current);
+  *slot = &w;
+  int rc;
+  do
+    rc = weft__park(what, on, 0);
+  while (rc == 0 && !w.done);
+  if (!w.done)
+    *slot = NULL;
+  return w.done ? w.status : rc;
+}
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic pop
+#endif
+
 weft_task *weft__need_task(const char *fn_name) {
   weft_loop *loop = weft__tls_loop;
   weft_task *t = loop ? loop->current : NULL;

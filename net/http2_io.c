@@ -1,0 +1,53 @@
+/* weft — where an HTTP/2 session meets a stream: the frames nghttp2 has to
+ * send go out to the socket in batches. Shared by the server's and the
+ * client's connection drivers (http_server2.c, http_client2.c); the session
+ * itself (http2.c) does no I/O. */
+#include <string.h>
+#include <sys/uio.h>
+#include <weft/stream.h>
+
+#include "http2.h"
+#include "stream_int.h"
+
+/* nghttp2 hands out one frame at a time; small frames are gathered here so
+ * that a burst (a SETTINGS ACK, WINDOW_UPDATEs, many small responses) leaves
+ * in one send. One buffer per thread: the call never suspends. */
+#define BATCH (64 * 1024)
+static __thread uint8_t batch[BATCH];
+
+int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
+  size_t used = 0;
+  for (;;) {
+    if (weft__stream_wqueued(st) + used >= high)
+      break; /* the peer is slow: the driver waits for DRAINED */
+    const uint8_t *data;
+    ssize_t n = weft__h2_send(h, &data);
+    if (n < 0)
+      return (int)n;
+    if (n == 0)
+      break;
+    if (used + (size_t)n > BATCH) {
+      struct iovec iov = {batch, used};
+      int rc = used ? weft_stream_try_writev(st, &iov, 1) : 0;
+      used = 0;
+      if (rc != 0)
+        return rc;
+    }
+    if ((size_t)n > BATCH) {
+      /* A frame bigger than the batch goes as it is (queued, not copied
+       * twice). */
+      struct iovec iov = {(void *)data, (size_t)n};
+      int rc = weft_stream_try_writev(st, &iov, 1);
+      if (rc != 0)
+        return rc;
+      continue;
+    }
+    memcpy(batch + used, data, (size_t)n);
+    used += (size_t)n;
+  }
+  if (used > 0) {
+    struct iovec iov = {batch, used};
+    return weft_stream_try_writev(st, &iov, 1);
+  }
+  return 0;
+}
