@@ -22,6 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <weft/weft.h>
+
+static inline void app__vrow(const char *claim, const char *verdict,
+                             const char *measured, va_list ap) {
+  char buf[256];
+  vsnprintf(buf, sizeof buf, measured, ap);
+  printf("TOUR\t%s\t%s\t%s\n", claim, buf, verdict);
+  fflush(stdout);
+}
 
 /* Prints one tour row; `measured` is a printf format. Returns `ok`, so an
  * app can fold the rows into its exit status. */
@@ -29,13 +38,10 @@ static inline bool app_row(const char *claim, bool ok, const char *measured,
                            ...) __attribute__((format(printf, 3, 4)));
 static inline bool app_row(const char *claim, bool ok, const char *measured,
                            ...) {
-  char buf[256];
   va_list ap;
   va_start(ap, measured);
-  vsnprintf(buf, sizeof buf, measured, ap);
+  app__vrow(claim, ok ? "ok" : "FAIL", measured, ap);
   va_end(ap);
-  printf("TOUR\t%s\t%s\t%s\n", claim, buf, ok ? "ok" : "FAIL");
-  fflush(stdout);
   return ok;
 }
 
@@ -46,13 +52,10 @@ static inline bool app_speed_row(const char *claim, bool ok,
     __attribute__((format(printf, 3, 4)));
 static inline bool app_speed_row(const char *claim, bool ok,
                                  const char *measured, ...) {
-  char buf[256];
   va_list ap;
   va_start(ap, measured);
-  vsnprintf(buf, sizeof buf, measured, ap);
+  app__vrow(claim, ok ? "ok" : "slow", measured, ap);
   va_end(ap);
-  printf("TOUR\t%s\t%s\t%s\n", claim, buf, ok ? "ok" : "slow");
-  fflush(stdout);
   return true;
 }
 
@@ -81,6 +84,27 @@ static inline double app_num(int argc, char **argv, int *i, double lo,
 static inline void app_bad_arg(const char *prog, const char *arg) {
   fprintf(stderr, "%s: unknown argument '%s' (try --help)\n", prog, arg);
   exit(2);
+}
+
+/* How a busy loop looks from inside: a task that asks to wake every 10 ms
+ * and records how late it woke (the worst since reset) and how often. Spawn
+ * app_heartbeat_task with an app_heartbeat; cancel it to stop it. */
+typedef struct app_heartbeat {
+  double worst; /* seconds late, the worst wake-up since reset */
+  long ticks;
+} app_heartbeat;
+
+static inline int app_heartbeat_task(void *arg) {
+  app_heartbeat *hb = arg;
+  for (;;) {
+    double due = weft_now() + 0.010;
+    if (weft_sleep(0.010) != 0)
+      return 0;
+    double late = weft_now() - due;
+    if (late > hb->worst)
+      hb->worst = late;
+    hb->ticks++;
+  }
 }
 
 #endif

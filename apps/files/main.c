@@ -31,23 +31,7 @@ static struct {
 #define CHUNK ((size_t)1 << 20)
 #define LINE_MAX_BYTES ((size_t)64 << 10)
 
-static struct {
-  double worst;
-  long ticks;
-} hb;
-
-static int heartbeat(void *arg) {
-  (void)arg;
-  for (;;) {
-    double due = weft_now() + 0.010;
-    if (weft_sleep(0.010) != 0)
-      return 0;
-    double late = weft_now() - due;
-    if (late > hb.worst)
-      hb.worst = late;
-    hb.ticks++;
-  }
-}
+static app_heartbeat hb;
 
 /* FNV-1a over the bytes, to compare the copy with the original. */
 static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
@@ -159,7 +143,7 @@ static int run_main(void *arg) {
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   snprintf(dst, sizeof dst, "%s/weft-files-copy.%d", dir, (int)getpid());
   weft_task *hbt;
-  int rc = weft_spawn(&hbt, heartbeat, NULL);
+  int rc = weft_spawn(&hbt, app_heartbeat_task, &hb);
   if (rc != 0)
     return rc;
 

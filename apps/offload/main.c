@@ -64,23 +64,7 @@ WEFT_PROC_STRUCT_FUNCTION(count_primes, range, count) {
 
 /* ---- the heartbeat ---- */
 
-static struct {
-  double worst; /* seconds late, the worst wake-up since reset */
-  long ticks;
-} hb;
-
-static int heartbeat(void *arg) {
-  (void)arg;
-  for (;;) {
-    double due = weft_now() + 0.010;
-    if (weft_sleep(0.010) != 0)
-      return 0;
-    double late = weft_now() - due;
-    if (late > hb.worst)
-      hb.worst = late;
-    hb.ticks++;
-  }
-}
+static app_heartbeat hb;
 
 /* ---- the three ways ---- */
 
@@ -182,7 +166,7 @@ static int run_main(void *arg) {
     }
 
   weft_task *hbt;
-  rc = weft_spawn(&hbt, heartbeat, NULL);
+  rc = weft_spawn(&hbt, app_heartbeat_task, &hb);
   if (rc != 0) {
     weft_procpool_free(pool);
     return rc;
