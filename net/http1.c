@@ -325,18 +325,6 @@ bool weft__h1_body_until_eof(const weft__h1 *h) {
 
 /* ---- serialising ---- */
 
-static size_t fmt_u64(char *buf, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (size_t i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
-  return n;
-}
-
 int weft__h1_head(weft__hbuf *out, const weft__http_msg *m, unsigned flags) {
   size_t need = 128;
   for (uint32_t i = 0; i < m->hdrs.n; i++)
@@ -393,7 +381,7 @@ int weft__h1_head(weft__hbuf *out, const weft__http_msg *m, unsigned flags) {
   } else if (m->content_length >= 0 && !(flags & WEFT__H1_NOLEN)) {
     memcpy(p, "Content-Length: ", 16);
     p += 16;
-    p += fmt_u64(p, (uint64_t)m->content_length);
+    p += weft__http_fmt_dec(p, (uint64_t)m->content_length);
     *p++ = '\r';
     *p++ = '\n';
   }

@@ -470,19 +470,6 @@ typedef union nv_room {
       nv[NV_STACK + (NV_NAMES + sizeof(nghttp2_nv) - 1) / sizeof(nghttp2_nv)];
 } nv_room;
 
-/* Formats v in decimal; returns the length. */
-static size_t fmt_dec(char *buf, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (size_t i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
-  return n;
-}
-
 #define NV(n, v, vl)                                                           \
   ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),           \
                 NGHTTP2_NV_FLAG_NONE})
@@ -516,8 +503,8 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
     nv[k++] = NV(":path", m->target, strlen(m->target));
   }
   if (m->content_length >= 0)
-    nv[k++] =
-        NV("content-length", cl, fmt_dec(cl, (uint64_t)m->content_length));
+    nv[k++] = NV("content-length", cl,
+                 weft__http_fmt_dec(cl, (uint64_t)m->content_length));
   /* The fixed entries go before the fields: move the fields down. */
   if (k < 6)
     memmove(nv + k, nv + 6, (n - 6) * sizeof *nv);

@@ -337,3 +337,15 @@ const char *weft_http_reason(int status) {
     return "";
   }
 }
+
+size_t weft__http_fmt_dec(char *buf, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  return n;
+}

@@ -115,4 +115,8 @@ static inline void weft__hbuf_put(weft__hbuf *b, const void *p, size_t n) {
  * thread. Returns its length (37); *out points into the cache. */
 size_t weft__http_date(const char **out);
 
+/* Writes v in decimal at buf (at most 20 bytes, no NUL); returns the
+ * length. For Content-Length, in both codecs. */
+size_t weft__http_fmt_dec(char *buf, uint64_t v);
+
 #endif
