@@ -109,6 +109,9 @@ int weft_dump_on_sigusr1(weft_loop *loop, bool on) {
 }
 
 void weft__debug_init(weft_loop *loop) {
+  const char *on = getenv("WEFT_STALL");
+  if (on != NULL && *on && strcmp(on, "0") != 0)
+    loop->stall_ns = (uint64_t)(WEFT_STALL_DEFAULT * 1e9);
   const char *ms = getenv("WEFT_STALL_MS");
   if (ms != NULL && *ms) {
     double v = strtod(ms, NULL);

@@ -23,13 +23,17 @@ typedef struct weft_stats {
 /* Fills *out with the loop's counters. Loop thread. */
 WEFT_EXTERN void weft_loop_stats(weft_loop *loop, weft_stats *out);
 
+/* The stall detector's default threshold, in seconds: 100 ms. */
+#define WEFT_STALL_DEFAULT 0.1
+
 /*
- * Turns the loop-stall detector on (threshold in seconds, e.g. 0.1) or off
- * (0). When on, any task that runs longer than the threshold without
- * suspending — a blocking call in a coroutine — is reported on stderr with
- * its name, spawn site and how long it held the loop, and counted in
- * weft_stats.stalls. Setting WEFT_STALL_MS=100 in the environment turns it
- * on for every loop. Returns 0 or WEFT_EINVAL.
+ * Turns the loop-stall detector on (threshold in seconds, e.g.
+ * WEFT_STALL_DEFAULT) or off (0). When on, any task that runs longer than the
+ * threshold without suspending — a blocking call in a coroutine — is
+ * reported on stderr with its name, spawn site and how long it held the
+ * loop, and counted in weft_stats.stalls. In the environment, WEFT_STALL=1
+ * turns it on for every loop with the default threshold, and
+ * WEFT_STALL_MS=N with a threshold of N ms. Returns 0 or WEFT_EINVAL.
  */
 WEFT_EXTERN int weft_stall_detector(weft_loop *loop, double threshold);
 

@@ -75,6 +75,34 @@ static void test_stall_env(void) {
   fclose(f);
 }
 
+/* WEFT_STALL=1 turns it on with the default threshold, 100 ms: a 150 ms
+ * block is reported, a 50 ms one is not. */
+static int short_block(void *arg) {
+  (void)arg;
+  usleep(50 * 1000);
+  return 0;
+}
+static void test_stall_default(void) {
+  setenv("WEFT_STALL", "1", 1);
+  int (*fns[2])(void *) = {short_block, blocker};
+  for (int i = 0; i < 2; i++) {
+    FILE *f = tmpfile();
+    weft_loop *loop;
+    T_OK(weft_loop_new(&loop, NULL));
+    weft_debug_output(loop, f);
+    int r;
+    T_OK(weft_loop_run(loop, fns[i], NULL, &r));
+    weft_stats st;
+    weft_loop_stats(loop, &st);
+    T_EQ(st.stalls, i); /* none for 50 ms, one for 150 ms */
+    T_OK(weft_loop_free(loop));
+    if (i == 1)
+      T_TRUE(strstr(slurp(f), "threshold 100.0 ms") != NULL);
+    fclose(f);
+  }
+  unsetenv("WEFT_STALL");
+}
+
 static int sleepy(void *arg) {
   (void)arg;
   return weft_sleep(100);
@@ -136,10 +164,9 @@ static void test_sigusr1_dump(void) {
   fclose(f);
 }
 
-static const t_case cases[] = {{"stall_detector", test_stall_detector},
-                               {"stall_env", test_stall_env},
-                               {"dump", test_dump},
-                               {"sigusr1_dump", test_sigusr1_dump},
-                               {NULL, NULL}};
+static const t_case cases[] = {
+    {"stall_detector", test_stall_detector}, {"stall_env", test_stall_env},
+    {"stall_default", test_stall_default},   {"dump", test_dump},
+    {"sigusr1_dump", test_sigusr1_dump},     {NULL, NULL}};
 
 T_MAIN("runtime-debug", cases)
