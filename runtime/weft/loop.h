@@ -40,8 +40,8 @@ typedef struct weft_loop_opts {
   /* Run timers and deadlines on a simulated clock: when no task can run and
    * no I/O is ready, time jumps to the next timer. For tests. */
   bool virtual_clock;
-  /* Loop-stall detector threshold in seconds; 0 uses $WEFT_STALL_MS or
-   * leaves the detector off. See weft/debug.h. */
+  /* Loop-stall detector threshold in seconds; 0 follows $WEFT_STALL and
+   * $WEFT_STALL_MS, or leaves the detector off. See weft/debug.h. */
   double stall_threshold;
 } weft_loop_opts;
 
