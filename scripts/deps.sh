@@ -70,10 +70,27 @@ if [ "$(id -u)" != 0 ]; then
   sudo=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
+
+# Servers installed for the tests and benchmarks (nginx, h2o) must not start
+# as system services: every test starts its own on loopback. A policy-rc.d
+# that answers 101 ("action forbidden") for the time of the install keeps
+# invoke-rc.d and deb-systemd-invoke from starting them. One that exists
+# already is the machine's own and is left alone.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  trap '$sudo rm -f "$policy"' EXIT INT TERM
+fi
+
 stamp=/tmp/.weft-apt-updated
 if [ ! -e "$stamp" ]; then
   $sudo apt-get update -q
   touch "$stamp" 2>/dev/null || true
 fi
 # shellcheck disable=SC2086
-$sudo apt-get install -y -q --no-install-recommends $missing
+if ! $sudo apt-get install -y -q --no-install-recommends $missing; then
+  # Package lists older than the mirror (404s): refresh once and retry.
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends $missing
+fi
