@@ -44,6 +44,4 @@ int weft__ctx_make(weft__ctx *c, char *lo, char *hi, void (*entry)(void *),
   return 0;
 }
 
-void weft__ctx_free(weft__ctx *c) { (void)c; }
-
 #endif

@@ -29,7 +29,11 @@ typedef struct weft__ctx {
 int weft__ctx_make(weft__ctx *c, char *lo, char *hi, void (*entry)(void *),
                    void *arg);
 /* Frees what ctx_make allocated (ucontext only). */
+#if defined(WEFT_CTX_UCONTEXT)
 void weft__ctx_free(weft__ctx *c);
+#else
+static inline void weft__ctx_free(weft__ctx *c) { (void)c; }
+#endif
 
 #if defined(WEFT_CTX_UCONTEXT)
 void weft__ctx_switch(weft__ctx *from, weft__ctx *to);

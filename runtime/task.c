@@ -15,16 +15,37 @@
 #define TASK_CACHE 1
 #endif
 
+/* A descriptor in the cache is clean: what a returned task leaves behind is
+ * already what a new one needs (its lists empty, no timer, no stack, no
+ * name, the same loop), so a spawn sets only the fields that differ from
+ * task to task. A fresh one is made clean first. */
 static weft_task *task_alloc(weft_loop *loop) {
   weft__list *n = loop->free_tasks;
-  if (n == NULL)
-    return weft__malloc(sizeof(weft_task));
-  loop->free_tasks = n->next;
-  loop->free_tasks_len--;
-  return weft__container_of(n, weft_task, link);
+  if (n != NULL) {
+    loop->free_tasks = n->next;
+    loop->free_tasks_len--;
+    return weft__container_of(n, weft_task, link);
+  }
+  weft_task *t = weft__malloc(sizeof *t);
+  if (t != NULL) {
+    t->ctx = (weft__ctx){0};
+    t->loop = loop;
+    weft__list_init(&t->joiners);
+    weft__list_init(&t->group_link);
+    t->stack.kind = WEFT__STACK_NONE;
+    t->heap_idx = 0;
+    t->wait_what = NULL;
+    t->wait_on = NULL;
+    t->name = NULL;
+  }
+  return t;
 }
 
+/* Takes a clean descriptor back: the caller has emptied its lists. */
 static void task_dealloc(weft_loop *loop, weft_task *t) {
+  assert(t->heap_idx == 0 && t->stack.kind == WEFT__STACK_NONE &&
+         t->name == NULL && weft__list_empty(&t->joiners) &&
+         !weft__list_linked(&t->group_link));
   if (!TASK_CACHE || loop->free_tasks_len >= loop->pool.cache_max) {
     weft__free(t);
     return;
@@ -43,6 +64,45 @@ void weft__task_cache_fini(weft_loop *loop) {
   loop->free_tasks_len = 0;
 }
 
+/* The spawn every caller shares, once the options are read. The task is
+ * linked into the loop's list but not started. */
+static weft_task *task_new(weft_loop *loop, weft_task_fn fn, void *arg,
+                           size_t stack_size, const char *site) {
+  /* Every task owns a timer-heap slot from birth, so arming a timer later
+   * can never fail for lack of memory. */
+  if (loop->heap_cap < loop->stats.tasks_alive + 1) {
+    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+    weft_task **h = weft__realloc(loop->heap, cap * sizeof *h);
+    if (h == NULL)
+      return NULL;
+    loop->heap = h;
+    loop->heap_cap = cap;
+  }
+  weft_task *t = task_alloc(loop);
+  if (t == NULL)
+    return NULL;
+  t->fn = fn;
+  t->arg = arg;
+  t->stack_size = stack_size;
+  t->result = 0;
+  t->wake_status = 0;
+  t->state = WEFT__READY;
+  t->flags = 0;
+  t->deadline = WEFT__NO_DEADLINE;
+  t->scopes = NULL;
+  t->group = NULL;
+  t->site = site ? site : "?";
+  t->id = loop->next_id++;
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+  t->san_fake_stack = NULL;
+  t->san_fiber = NULL;
+#endif
+  weft__list_push_back(&loop->tasks, &t->all_link);
+  loop->stats.tasks_alive++;
+  loop->stats.tasks_spawned++;
+  return t;
+}
+
 int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
                      const weft_task_opts *opts, const char *site) {
   weft_loop *loop = weft__tls_loop;
@@ -55,37 +115,15 @@ int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
     size_t n = opts->size && opts->size < sizeof o ? opts->size : sizeof o;
     memcpy(&o, opts, n);
   }
-  /* Every task owns a timer-heap slot from birth, so arming a timer later
-   * can never fail for lack of memory. */
-  if (loop->heap_cap < loop->stats.tasks_alive + 1) {
-    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-    weft_task **h = weft__realloc(loop->heap, cap * sizeof *h);
-    if (h == NULL)
-      return WEFT_ENOMEM;
-    loop->heap = h;
-    loop->heap_cap = cap;
-  }
-  weft_task *t = task_alloc(loop);
-  if (t == NULL)
+  char *name = NULL;
+  if (o.name != NULL && (name = weft__strdup(o.name)) == NULL)
     return WEFT_ENOMEM;
-  memset(t, 0, sizeof *t);
-  if (o.name != NULL && (t->name = weft__strdup(o.name)) == NULL) {
-    weft__free(t);
+  weft_task *t = task_new(loop, fn, arg, o.stack_size, site);
+  if (t == NULL) {
+    weft__free(name);
     return WEFT_ENOMEM;
   }
-  t->loop = loop;
-  t->fn = fn;
-  t->arg = arg;
-  t->stack_size = o.stack_size;
-  t->deadline = WEFT__NO_DEADLINE;
-  t->site = site ? site : "?";
-  t->id = loop->next_id++;
-  weft__list_init(&t->link);
-  weft__list_init(&t->joiners);
-  weft__list_init(&t->group_link);
-  weft__list_push_back(&loop->tasks, &t->all_link);
-  loop->stats.tasks_alive++;
-  loop->stats.tasks_spawned++;
+  t->name = name;
   *out = t;
   return 0;
 }
@@ -117,7 +155,10 @@ void weft__task_free(weft_task *t) {
   weft__list_remove(&t->all_link);
   loop->stats.tasks_alive--;
   weft__ctx_free(&t->ctx);
-  weft__free(t->name);
+  if (t->name != NULL) {
+    weft__free(t->name);
+    t->name = NULL;
+  }
   task_dealloc(loop, t);
 }
 
