@@ -43,6 +43,16 @@ void weft__ctx_jump(weft__ctx *to) __attribute__((noreturn));
 void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
 /* Resumes `to` without saving anything: the running stack is dead. */
 void weft__ctx_jump(weft__ctx *to) __attribute__((noreturn));
+/* What ctx_make followed by ctx_switch (or ctx_jump) does, without writing a
+ * first frame: saves the running context into `from` (or nothing), then
+ * calls entry(arg) on the stack whose top is `hi`. entry never returns.
+ * weft__ctx_jump_start may be called on the stack it boots on: the running
+ * frames are simply abandoned. */
+#define WEFT__CTX_HAVE_START 1
+void weft__ctx_switch_start(weft__ctx *from, char *hi, void (*entry)(void *),
+                            void *arg);
+void weft__ctx_jump_start(char *hi, void (*entry)(void *), void *arg)
+    __attribute__((noreturn));
 #endif
 
 #endif

@@ -91,6 +91,45 @@ static void entry_b(void *arg) {
   weft__ctx_jump(&main_ctx);
 }
 
+#if defined(WEFT__CTX_HAVE_START)
+/* The same as churn, around a switch that boots a new context. */
+static __attribute__((noinline)) long churn_start(weft__ctx *self, char *hi,
+                                                  void (*entry)(void *),
+                                                  void *arg, long seed) {
+  long i0 = seed * 3 + 1, i1 = seed * 5 + 2, i2 = seed * 7 + 3,
+       i3 = seed * 11 + 4, i4 = seed * 13 + 5, i5 = seed * 17 + 6,
+       i6 = seed * 19 + 7, i7 = seed * 23 + 8, i8 = seed * 29 + 9,
+       i9 = seed * 31 + 10;
+  double d0 = seed * 0.5, d1 = seed * 1.5, d2 = seed * 2.5, d3 = seed * 3.5,
+         d4 = seed * 4.5, d5 = seed * 5.5, d6 = seed * 6.5, d7 = seed * 7.5;
+  weft__ctx_switch_start(self, hi, entry, arg);
+  long sum = i0 + i1 * 2 + i2 * 3 + i3 * 4 + i4 * 5 + i5 * 6 + i6 * 7 + i7 * 8 +
+             i8 * 9 + i9 * 10;
+  double dsum =
+      d0 + d1 * 2 + d2 * 3 + d3 * 4 + d4 * 5 + d5 * 6 + d6 * 7 + d7 * 8;
+  return sum + (long)dsum;
+}
+
+static weft__ctx c_ctx;
+static char *sc_hi;
+
+static void entry_d(void *arg) {
+  CHECK_EQ((long)(intptr_t)arg, 11);
+  CHECK_EQ(aligned_ok(), 1);
+  trace[ntrace++ & 63] = 'd';
+  weft__ctx_jump(&main_ctx);
+}
+
+static void entry_c(void *arg) {
+  CHECK_EQ((long)(intptr_t)arg, 9);
+  CHECK_EQ(aligned_ok(), 1);
+  trace[ntrace++ & 63] = 'c';
+  CHECK_EQ(churn(&c_ctx, &main_ctx, 400), expect(400));
+  /* Hand this very stack to a new context, as a finished task does. */
+  weft__ctx_jump_start(sc_hi, entry_d, (void *)11);
+}
+#endif
+
 int main(void) {
   size_t size = 64 * 1024;
   char *sa = malloc(size), *sb = malloc(size);
@@ -113,6 +152,23 @@ int main(void) {
   weft__ctx_free(&b_ctx);
   free(sa);
   free(sb);
+#if defined(WEFT__CTX_HAVE_START)
+  /* main boots c on a fresh stack (main's values kept), c switches back,
+   * main resumes c, and c boots d on its own stack, which returns to main.
+   * An odd top checks that the boot aligns it. */
+  char *sc = malloc(size);
+  if (sc == NULL)
+    return 2;
+  sc_hi = sc + size - 24;
+  ntrace = 0;
+  CHECK_EQ(churn_start(&main_ctx, sc_hi + 3, entry_c, (void *)9, 3), expect(3));
+  CHECK_EQ(ntrace, 1);
+  weft__ctx_switch(&main_ctx, &c_ctx);
+  CHECK_EQ(ntrace, 2);
+  CHECK_EQ(trace[0], 'c');
+  CHECK_EQ(trace[1], 'd');
+  free(sc);
+#endif
   if (failures == 0)
     printf("runtime-ctx: 2 000 switches, registers and alignment kept\n");
   return failures ? 1 : 0;
