@@ -93,40 +93,50 @@ static inline void after_switch(weft_task *self) {
 
 static void task_entry(void *p);
 
-/* Gives a task that never ran its stack and initial frame. Returns false when
- * no stack could be had: the task then finishes with WEFT_ENOMEM unrun. */
+/* Gives a task that never ran its stack (and, for ucontext, its initial
+ * frame; the assembly backends boot it on the stack when first switched
+ * to). Returns false when no stack could be had: the task then finishes with
+ * WEFT_ENOMEM unrun. */
 static bool prepare(weft_loop *loop, weft_task *t) {
-  if (t->flags & WEFT__T_STARTED)
-    return true;
-  if (weft__stack_get(&loop->pool, t->stack_size, &t->stack) != 0)
+  if (weft__stack_take(&loop->pool, t->stack_size, &t->stack) != 0)
     return false;
 #ifdef WEFT__ASAN
   /* A reused stack still carries the shadow of frames that never returned
    * (the previous task's entry frame). */
   ASAN_UNPOISON_MEMORY_REGION(t->stack.lo, (size_t)(t->stack.hi - t->stack.lo));
 #endif
+#if !defined(WEFT__CTX_HAVE_START)
   if (weft__ctx_make(&t->ctx, t->stack.lo, t->stack.hi, task_entry, t) != 0) {
     weft__stack_put(&loop->pool, &t->stack);
     t->stack.kind = WEFT__STACK_NONE;
     return false;
   }
   t->flags |= WEFT__T_STARTED;
+#endif
   return true;
 }
 
 static void finish(weft_task *t, int result);
 static void finish_unrun(weft_loop *loop, weft_task *t);
 
-/* The next task to run in this turn, ready to be switched to, or NULL when
- * the turn is over (nothing ready, or the budget is spent). */
-static weft_task *next_ready(weft_loop *loop) {
-  while (loop->budget > 0) {
-    weft__list *n = weft__list_pop_front(&loop->runq);
-    if (n == NULL)
-      return NULL;
-    loop->budget--;
-    weft_task *t = weft__container_of(n, weft_task, link);
-    if (prepare(loop, t))
+/* The next task of this turn, off the run queue, or NULL when the turn is
+ * over (nothing ready, or the budget is spent). */
+static inline weft_task *pop_ready(weft_loop *loop) {
+  if (loop->budget == 0)
+    return NULL;
+  weft__list *n = weft__list_pop_front(&loop->runq);
+  if (n == NULL)
+    return NULL;
+  loop->budget--;
+  return weft__container_of(n, weft_task, link);
+}
+
+/* The next task to run in this turn, ready to be switched to, or NULL. */
+static inline __attribute__((always_inline)) weft_task *
+next_ready(weft_loop *loop) {
+  weft_task *t;
+  while ((t = pop_ready(loop)) != NULL) {
+    if ((t->flags & WEFT__T_STARTED) || prepare(loop, t))
       return t;
     finish_unrun(loop, t);
   }
@@ -146,7 +156,8 @@ static inline void stall_end(weft_loop *loop, weft_task *t) {
   }
 }
 
-static inline void enter(weft_loop *loop, weft_task *to) {
+static inline __attribute__((always_inline)) void enter(weft_loop *loop,
+                                                        weft_task *to) {
   loop->current = to;
   if (to != NULL) {
     to->state = WEFT__RUNNING;
@@ -161,13 +172,23 @@ static inline void enter(weft_loop *loop, weft_task *to) {
 }
 
 /* Switches from the running context (`self`, NULL for the loop's) to `to`
- * (NULL for the loop's) and returns when something switches back. */
-static void switch_to(weft_loop *loop, weft_task *self, weft_task *to) {
+ * (NULL for the loop's) and returns when something switches back. A task
+ * that never ran is booted on its stack. */
+static inline __attribute__((always_inline)) void
+switch_to(weft_loop *loop, weft_task *self, weft_task *to) {
   weft__ctx *from = self ? &self->ctx : &loop->ctx;
-  weft__ctx *dst = to ? &to->ctx : &loop->ctx;
   enter(loop, to);
   san_before(self, to, false);
-  weft__ctx_switch(from, dst);
+  if (to == NULL) {
+    weft__ctx_switch(from, &loop->ctx);
+  } else if (to->flags & WEFT__T_STARTED) {
+    weft__ctx_switch(from, &to->ctx);
+  } else {
+#if defined(WEFT__CTX_HAVE_START)
+    to->flags |= WEFT__T_STARTED;
+    weft__ctx_switch_start(from, to->stack.hi, task_entry, to);
+#endif
+  }
   after_switch(self);
 }
 
@@ -189,6 +210,12 @@ static void switch_out(weft_loop *loop, weft_task *self) {
   switch_to(loop, self, next);
 }
 
+void weft__waiters_complete_all(weft__list *head, int status) {
+  weft__list *n;
+  while ((n = weft__list_pop_front(head)) != NULL)
+    weft__waiter_complete(weft__container_of(n, weft__waiter, link), status);
+}
+
 void weft__ready(weft_task *t) {
   t->state = WEFT__READY;
   weft__list_push_back(&t->loop->runq, &t->link);
@@ -199,12 +226,6 @@ void weft__wake(weft_task *t, int status) {
     return; /* already woken (wait_any), or running */
   t->wake_status = status;
   weft__ready(t);
-}
-
-void weft__waiters_complete_all(weft__list *head, int status) {
-  weft__list *n;
-  while ((n = weft__list_pop_front(head)) != NULL)
-    weft__waiter_complete(weft__container_of(n, weft__waiter, link), status);
 }
 
 int weft__checkpoint(weft_task *t) {
@@ -355,22 +376,38 @@ static void finish_unrun(weft_loop *loop, weft_task *t) {
 static void finish(weft_task *t, int result) {
   weft_loop *loop = t->loop;
   stall_end(loop, t);
-  weft__stack stack = t->stack;
-  t->stack.kind = WEFT__STACK_NONE;
-  if (!weft__stack_canary_ok(&stack))
+  if (!weft__stack_canary_ok(&t->stack))
     weft__stack_overflow(t, "the canary at the top of its stack was "
                             "overwritten");
+    /* The stack goes back to the pool while we still stand on it: nothing
+     * writes to a pool stack before its next task boots on it, and that
+     * happens only once we have jumped off (it may be the task we jump to).
+     * Only the ucontext backend writes a first frame when it takes a stack;
+     * there, and for a stack that needs more than a store to give back (an
+     * own mapping), whoever runs next gives it back. */
+#if defined(WEFT__CTX_HAVE_START)
+  if (!weft__stack_put_hot(&loop->pool, &t->stack))
+#endif
+    loop->dead_stack = t->stack;
+  t->stack.kind = WEFT__STACK_NONE;
 #ifdef WEFT__TSAN
   dead_fiber = t->san_fiber; /* destroyed by whoever runs next */
   t->san_fiber = NULL;
 #endif
   complete(loop, t, result); /* may free t */
-  /* The stack goes back to the pool once we are off it (after_switch). */
-  loop->dead_stack = stack;
   weft_task *next = next_ready(loop);
   enter(loop, next);
   san_before(NULL, next, true);
-  weft__ctx_jump(next ? &next->ctx : &loop->ctx);
+  if (next == NULL) {
+    weft__ctx_jump(&loop->ctx);
+  } else if (next->flags & WEFT__T_STARTED) {
+    weft__ctx_jump(&next->ctx);
+  } else {
+#if defined(WEFT__CTX_HAVE_START)
+    next->flags |= WEFT__T_STARTED;
+    weft__ctx_jump_start(next->stack.hi, task_entry, next);
+#endif
+  }
 }
 
 /* ---- the loop side ---- */

@@ -63,6 +63,29 @@ void weft__stack_pool_fini(weft__stack_pool *p);
 int weft__stack_get(weft__stack_pool *p, size_t size, weft__stack *out);
 /* Gives a stack back. Returns false when its canary was overwritten. */
 bool weft__stack_put(weft__stack_pool *p, const weft__stack *s);
+
+/* The scheduler's fast paths: a stack of the pool's size from the hot list,
+ * and one given back to it, without a call. They fall back to the functions
+ * above; a stack given back this way is not checked (the scheduler checked
+ * its canary when its task returned). weft__stack_put_hot returns false,
+ * doing nothing, when the stack needs more than a store (its own mapping to
+ * unmap, or a full hot list to grow): the caller then gives it back with
+ * weft__stack_put, off the stack if it stands on it. */
+static inline int weft__stack_take(weft__stack_pool *p, size_t size,
+                                   weft__stack *out) {
+  if (size == 0 && p->hot_len > 0) {
+    *out = p->hot[--p->hot_len];
+    return 0;
+  }
+  return weft__stack_get(p, size, out);
+}
+static inline bool weft__stack_put_hot(weft__stack_pool *p,
+                                       const weft__stack *s) {
+  if (s->kind == WEFT__STACK_OWN || p->hot_len == p->hot_cap)
+    return false;
+  p->hot[p->hot_len++] = *s;
+  return true;
+}
 /* Returns hot stacks beyond cache_max to the kernel (called when idle). */
 void weft__stack_trim(weft__stack_pool *p);
 size_t weft__stack_round(size_t size);

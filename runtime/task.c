@@ -43,9 +43,11 @@ static weft_task *task_alloc(weft_loop *loop) {
 
 /* Takes a clean descriptor back: the caller has emptied its lists. */
 static void task_dealloc(weft_loop *loop, weft_task *t) {
+#ifdef WEFT_DEBUG
   assert(t->heap_idx == 0 && t->stack.kind == WEFT__STACK_NONE &&
          t->name == NULL && weft__list_empty(&t->joiners) &&
          !weft__list_linked(&t->group_link));
+#endif
   if (!TASK_CACHE || loop->free_tasks_len >= loop->pool.cache_max) {
     weft__free(t);
     return;
