@@ -3,15 +3,8 @@
 
 #include "internal.h"
 
-struct weft_group {
-  weft_loop *loop;
-  weft__list children; /* running children */
-  weft__list kept;     /* returned children whose borrowed handle is out */
-  weft__list waiters;  /* tasks in weft_group_wait */
-  size_t running;
-  int first_error;
-  bool cancelled;
-};
+/* struct weft_group is in internal.h: the scheduler accounts for a child
+ * that returns (weft__group_child_done) without a call. */
 
 int weft_group_new(weft_group **out) {
   weft_loop *loop = weft__tls_loop;
@@ -36,17 +29,23 @@ static void cancel_children(weft_group *g) {
   }
 }
 
-int weft_group_spawn_at(weft_group *g, weft_task **out, weft_task_fn fn,
-                        void *arg, const weft_task_opts *opts,
-                        const char *site) {
-  if (g == NULL)
-    return WEFT_EINVAL;
+/* The spawn weft_group_spawn_at and weft_gather share. */
+static inline int group_spawn(weft_loop *loop, weft_group *g, weft_task **out,
+                              weft_task_fn fn, void *arg,
+                              const weft_task_opts *opts, const char *site) {
   if (g->cancelled || g->first_error != 0)
     return WEFT_ECANCELED;
   weft_task *t;
-  int rc = weft__spawn_task(&t, fn, arg, opts, site);
-  if (rc != 0)
-    return rc;
+  if (opts == NULL) {
+    if (fn == NULL)
+      return WEFT_EINVAL;
+    if ((t = weft__task_new(loop, fn, arg, 0, site)) == NULL)
+      return WEFT_ENOMEM;
+  } else {
+    int rc = weft__spawn_task(&t, fn, arg, opts, site);
+    if (rc != 0)
+      return rc;
+  }
   t->flags |= WEFT__T_GROUP;
   t->group = g;
   if (out != NULL) {
@@ -59,22 +58,20 @@ int weft_group_spawn_at(weft_group *g, weft_task **out, weft_task_fn fn,
   return 0;
 }
 
-void weft__group_child_done(weft_task *t) {
-  weft_group *g = t->group;
-  weft__list_remove(&t->group_link);
-  g->running--;
-  /* A cancelled child is not a failure: either the group cancelled it
-   * because of another failure, or someone cancelled just that child. */
-  if (t->result < 0 && t->result != WEFT_ECANCELED && g->first_error == 0) {
-    g->first_error = t->result;
-    cancel_children(g);
-  }
-  if (t->flags & WEFT__T_KEEP)
-    weft__list_push_back(&g->kept, &t->group_link);
-  else
-    weft__task_free(t);
-  if (g->running == 0)
-    weft__waiters_complete_all(&g->waiters, 0);
+int weft_group_spawn_at(weft_group *g, weft_task **out, weft_task_fn fn,
+                        void *arg, const weft_task_opts *opts,
+                        const char *site) {
+  if (g == NULL)
+    return WEFT_EINVAL;
+  weft_loop *loop = weft__tls_loop;
+  if (loop == NULL)
+    return WEFT_ENOLOOP;
+  return group_spawn(loop, g, out, fn, arg, opts, site);
+}
+
+void weft__group_fail(weft_group *g, int error) {
+  g->first_error = error;
+  cancel_children(g);
 }
 
 static void park_until_empty(weft_group *g, weft_task *self, int flags,
@@ -162,9 +159,10 @@ int weft_gather(weft_call *calls, size_t n) {
   if (rc != 0)
     return rc;
   int spawn_rc = 0;
+  weft_loop *loop = weft__tls_loop;
   for (size_t i = 0; i < n && spawn_rc == 0; i++) {
-    spawn_rc = weft_group_spawn_at(g, NULL, gather_one, &calls[i], NULL,
-                                   "weft_gather");
+    spawn_rc =
+        group_spawn(loop, g, NULL, gather_one, &calls[i], NULL, "weft_gather");
     if (spawn_rc != 0 && spawn_rc != WEFT_ECANCELED)
       weft_group_cancel(g);
   }

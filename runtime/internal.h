@@ -240,8 +240,19 @@ uint64_t weft__clock_real_ns(void);
 void weft__loop_update_time(weft_loop *loop);
 
 /* Scheduler. */
-void weft__ready(weft_task *t);
-void weft__wake(weft_task *t, int status);
+/* Appends t to its loop's run queue. */
+static inline void weft__ready(weft_task *t) {
+  t->state = WEFT__READY;
+  weft__list_push_back(&t->loop->runq, &t->link);
+}
+/* Readies a parked task; park returns `status`. A task not parked (already
+ * woken by another waker, or running) is left alone. */
+static inline void weft__wake(weft_task *t, int status) {
+  if (t->state != WEFT__WAITING)
+    return;
+  t->wake_status = status;
+  weft__ready(t);
+}
 int weft__park(const char *what, const void *on, int flags);
 /* Flags for weft__park. */
 #define WEFT__PARK_NOCANCEL 1 /* only a waker can end it */
@@ -295,19 +306,127 @@ void weft__run_ready(weft_loop *loop);
 /* Tasks. */
 void weft__task_cancel_all(weft_loop *loop);
 void weft__task_reap(weft_loop *loop); /* frees done tasks nobody joined */
-void weft__task_free(weft_task *t);
 void weft__task_cache_fini(weft_loop *loop); /* frees the cached descriptors */
 void weft__task_release(weft_task *t); /* drops the handle of a done task */
 void weft__report_failure(weft_task *t, const char *why);
 int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
                      const weft_task_opts *opts, const char *site);
-void weft__task_start(weft_task *t); /* queue a freshly made task */
 /* Waits for t to return without being interruptible (used after cancelling
  * a child whose resources must not outlive the caller). */
 void weft__join_uninterruptible(weft_task *t);
 
+/* Freed task descriptors are kept per loop for the next spawns (task.c has
+ * why), except under ASan, where every descriptor goes back to malloc so
+ * that a use after free is caught instead of landing in a recycled task. */
+#ifdef WEFT__ASAN
+#define WEFT__TASK_CACHE 0
+#else
+#define WEFT__TASK_CACHE 1
+#endif
+
+/* The slow halves of the two below (task.c): a clean descriptor when the
+ * cache is empty or the timer heap must grow, and a free that cannot just
+ * push the descriptor on the cache. */
+weft_task *weft__task_alloc_slow(weft_loop *loop);
+void weft__task_free_slow(weft_task *t);
+
+/* The spawn every caller shares, once the options are read: a descriptor
+ * with its per-spawn fields set, linked into the loop's list of tasks, not
+ * started. A descriptor from the cache is clean: what a returned task
+ * leaves behind is already what a new one needs (its lists empty, no timer,
+ * no stack, no name, the same loop), so only what differs from task to task
+ * is set. Every task owns a timer-heap slot from birth (the slow path grows
+ * the heap), so arming a timer later never fails. NULL when out of memory. */
+static inline weft_task *weft__task_new(weft_loop *loop, weft_task_fn fn,
+                                        void *arg, size_t stack_size,
+                                        const char *site) {
+  weft__list *n = loop->free_tasks;
+  weft_task *t;
+  if (n != NULL && loop->heap_cap > loop->stats.tasks_alive) {
+    loop->free_tasks = n->next;
+    loop->free_tasks_len--;
+    t = weft__container_of(n, weft_task, link);
+  } else if ((t = weft__task_alloc_slow(loop)) == NULL) {
+    return NULL;
+  }
+  t->fn = fn;
+  t->arg = arg;
+  t->stack_size = stack_size;
+  t->result = 0;
+  t->wake_status = 0;
+  t->state = WEFT__READY;
+  t->flags = 0;
+  t->deadline = WEFT__NO_DEADLINE;
+  t->scopes = NULL;
+  t->group = NULL;
+  t->site = site ? site : "?";
+  t->id = loop->next_id++;
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+  t->san_fake_stack = NULL;
+  t->san_fiber = NULL;
+#endif
+  weft__list_push_back(&loop->tasks, &t->all_link);
+  loop->stats.tasks_alive++;
+  loop->stats.tasks_spawned++;
+  return t;
+}
+
+/* Queues a freshly made task. */
+static inline void weft__task_start(weft_task *t) {
+  weft_loop *loop = t->loop;
+  loop->tasks_running++;
+  if (loop->draining)
+    t->flags |= WEFT__T_CANCELLED; /* the loop is shutting down */
+  weft__ready(t);
+}
+
+/* Frees a done task's descriptor (its lists already empty): back on the
+ * loop's cache, clean, when it has room. */
+static inline void weft__task_free(weft_task *t) {
+  weft_loop *loop = t->loop;
+  weft__list_remove(&t->all_link);
+  loop->stats.tasks_alive--;
+  weft__ctx_free(&t->ctx);
+  if (!WEFT__TASK_CACHE || t->name != NULL ||
+      loop->free_tasks_len >= loop->pool.cache_max) {
+    weft__task_free_slow(t);
+    return;
+  }
+  t->link.next = loop->free_tasks;
+  loop->free_tasks = &t->link;
+  loop->free_tasks_len++;
+}
+
 /* Groups. */
-void weft__group_child_done(weft_task *t);
+struct weft_group {
+  weft_loop *loop;
+  weft__list children; /* running children */
+  weft__list kept;     /* returned children whose borrowed handle is out */
+  weft__list waiters;  /* tasks in weft_group_wait */
+  size_t running;
+  int first_error;
+  bool cancelled;
+};
+
+/* A child's first failure: cancels its siblings (group.c). */
+void weft__group_fail(weft_group *g, int error);
+
+/* Accounts for a child of a group that has returned. */
+static inline void weft__group_child_done(weft_task *t) {
+  weft_group *g = t->group;
+  weft__list_remove(&t->group_link);
+  g->running--;
+  /* A cancelled child is not a failure: either the group cancelled it
+   * because of another failure, or someone cancelled just that child. */
+  if (t->result < 0 && t->result != WEFT_ECANCELED && g->first_error == 0)
+    weft__group_fail(g, t->result);
+  if (t->flags & WEFT__T_KEEP)
+    weft__list_push_back(&g->kept, &t->group_link);
+  else
+    weft__task_free(t);
+  if (g->running == 0)
+    weft__waiters_complete_all(&g->waiters, 0);
+}
 
 /* Loop object accounting: objects count so weft_loop_free can refuse. */
 /* Atomic: a future's last reference may drop on another thread. */

@@ -216,18 +216,6 @@ void weft__waiters_complete_all(weft__list *head, int status) {
     weft__waiter_complete(weft__container_of(n, weft__waiter, link), status);
 }
 
-void weft__ready(weft_task *t) {
-  t->state = WEFT__READY;
-  weft__list_push_back(&t->loop->runq, &t->link);
-}
-
-void weft__wake(weft_task *t, int status) {
-  if (t->state != WEFT__WAITING)
-    return; /* already woken (wait_any), or running */
-  t->wake_status = status;
-  weft__ready(t);
-}
-
 int weft__checkpoint(weft_task *t) {
   if (t->flags & WEFT__T_CANCELLED)
     return WEFT_ECANCELED;
@@ -362,7 +350,8 @@ static void complete(weft_loop *loop, weft_task *t, int result) {
   t->result = result;
   t->state = WEFT__DONE;
   loop->tasks_running--;
-  weft__waiters_complete_all(&t->joiners, 0);
+  if (!weft__list_empty(&t->joiners))
+    weft__waiters_complete_all(&t->joiners, 0);
   if (t->flags & WEFT__T_GROUP)
     weft__group_child_done(t);
   else if (t->flags & WEFT__T_DETACHED)

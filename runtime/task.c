@@ -7,25 +7,14 @@
 
 #include "internal.h"
 
-/* Under ASan every descriptor goes back to malloc, so that a use after
- * free is caught instead of landing in a recycled task. */
-#ifdef WEFT__ASAN
-#define TASK_CACHE 0
-#else
-#define TASK_CACHE 1
-#endif
+/* A task that lives a few µs would otherwise spend a third of its
+ * instructions in malloc and free: freed descriptors are kept on a per-loop
+ * LIFO (chained through `link.next`, so the next spawn gets a warm one),
+ * bounded by the stack cache's size. weft__task_new and weft__task_free
+ * (internal.h) are the fast halves. */
 
-/* A descriptor in the cache is clean: what a returned task leaves behind is
- * already what a new one needs (its lists empty, no timer, no stack, no
- * name, the same loop), so a spawn sets only the fields that differ from
- * task to task. A fresh one is made clean first. */
-static weft_task *task_alloc(weft_loop *loop) {
-  weft__list *n = loop->free_tasks;
-  if (n != NULL) {
-    loop->free_tasks = n->next;
-    loop->free_tasks_len--;
-    return weft__container_of(n, weft_task, link);
-  }
+/* A fresh descriptor is made clean once: what the cache keeps as it is. */
+static weft_task *task_malloc(weft_loop *loop) {
   weft_task *t = weft__malloc(sizeof *t);
   if (t != NULL) {
     t->ctx = (weft__ctx){0};
@@ -41,14 +30,34 @@ static weft_task *task_alloc(weft_loop *loop) {
   return t;
 }
 
-/* Takes a clean descriptor back: the caller has emptied its lists. */
-static void task_dealloc(weft_loop *loop, weft_task *t) {
+weft_task *weft__task_alloc_slow(weft_loop *loop) {
+  if (loop->heap_cap < loop->stats.tasks_alive + 1) {
+    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+    weft_task **h = weft__realloc(loop->heap, cap * sizeof *h);
+    if (h == NULL)
+      return NULL;
+    loop->heap = h;
+    loop->heap_cap = cap;
+  }
+  weft__list *n = loop->free_tasks;
+  if (n == NULL)
+    return task_malloc(loop);
+  loop->free_tasks = n->next;
+  loop->free_tasks_len--;
+  return weft__container_of(n, weft_task, link);
+}
+
+void weft__task_free_slow(weft_task *t) {
+  weft_loop *loop = t->loop;
+  if (t->name != NULL) {
+    weft__free(t->name);
+    t->name = NULL;
+  }
 #ifdef WEFT_DEBUG
   assert(t->heap_idx == 0 && t->stack.kind == WEFT__STACK_NONE &&
-         t->name == NULL && weft__list_empty(&t->joiners) &&
-         !weft__list_linked(&t->group_link));
+         weft__list_empty(&t->joiners) && !weft__list_linked(&t->group_link));
 #endif
-  if (!TASK_CACHE || loop->free_tasks_len >= loop->pool.cache_max) {
+  if (!WEFT__TASK_CACHE || loop->free_tasks_len >= loop->pool.cache_max) {
     weft__free(t);
     return;
   }
@@ -66,45 +75,6 @@ void weft__task_cache_fini(weft_loop *loop) {
   loop->free_tasks_len = 0;
 }
 
-/* The spawn every caller shares, once the options are read. The task is
- * linked into the loop's list but not started. */
-static weft_task *task_new(weft_loop *loop, weft_task_fn fn, void *arg,
-                           size_t stack_size, const char *site) {
-  /* Every task owns a timer-heap slot from birth, so arming a timer later
-   * can never fail for lack of memory. */
-  if (loop->heap_cap < loop->stats.tasks_alive + 1) {
-    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-    weft_task **h = weft__realloc(loop->heap, cap * sizeof *h);
-    if (h == NULL)
-      return NULL;
-    loop->heap = h;
-    loop->heap_cap = cap;
-  }
-  weft_task *t = task_alloc(loop);
-  if (t == NULL)
-    return NULL;
-  t->fn = fn;
-  t->arg = arg;
-  t->stack_size = stack_size;
-  t->result = 0;
-  t->wake_status = 0;
-  t->state = WEFT__READY;
-  t->flags = 0;
-  t->deadline = WEFT__NO_DEADLINE;
-  t->scopes = NULL;
-  t->group = NULL;
-  t->site = site ? site : "?";
-  t->id = loop->next_id++;
-#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
-  t->san_fake_stack = NULL;
-  t->san_fiber = NULL;
-#endif
-  weft__list_push_back(&loop->tasks, &t->all_link);
-  loop->stats.tasks_alive++;
-  loop->stats.tasks_spawned++;
-  return t;
-}
-
 int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
                      const weft_task_opts *opts, const char *site) {
   weft_loop *loop = weft__tls_loop;
@@ -120,7 +90,7 @@ int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
   char *name = NULL;
   if (o.name != NULL && (name = weft__strdup(o.name)) == NULL)
     return WEFT_ENOMEM;
-  weft_task *t = task_new(loop, fn, arg, o.stack_size, site);
+  weft_task *t = weft__task_new(loop, fn, arg, o.stack_size, site);
   if (t == NULL) {
     weft__free(name);
     return WEFT_ENOMEM;
@@ -128,14 +98,6 @@ int weft__spawn_task(weft_task **out, weft_task_fn fn, void *arg,
   t->name = name;
   *out = t;
   return 0;
-}
-
-void weft__task_start(weft_task *t) {
-  weft_loop *loop = t->loop;
-  loop->tasks_running++;
-  if (loop->draining)
-    t->flags |= WEFT__T_CANCELLED; /* the loop is shutting down */
-  weft__ready(t);
 }
 
 int weft_spawn_at(weft_task **out, weft_task_fn fn, void *arg,
@@ -150,18 +112,6 @@ int weft_spawn_at(weft_task **out, weft_task_fn fn, void *arg,
     t->flags |= WEFT__T_DETACHED;
   weft__task_start(t);
   return 0;
-}
-
-void weft__task_free(weft_task *t) {
-  weft_loop *loop = t->loop;
-  weft__list_remove(&t->all_link);
-  loop->stats.tasks_alive--;
-  weft__ctx_free(&t->ctx);
-  if (t->name != NULL) {
-    weft__free(t->name);
-    t->name = NULL;
-  }
-  task_dealloc(loop, t);
 }
 
 void weft__report_failure(weft_task *t, const char *why) {
