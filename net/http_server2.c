@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eager.h"
 #include "http_int.h"
 
 #define STREAM_OUT_HIGH (64 * 1024)
@@ -232,14 +233,18 @@ static int ev_head(void *owner, void *ud, bool trailers, bool end,
     weft__h2_reset(h->sess, st->r->sid, NGHTTP2_PROTOCOL_ERROR);
     return 0;
   }
-  h->c->refs++;
+  if (end)
+    st->in_end = true; /* no body: the handler need not wait for ev_end */
   if (weft__http_spawn(s, stream_task, st, &st->task) != 0) {
     st->task = NULL;
-    h->c->refs--;
     weft__h2_reset(h->sess, st->r->sid, NGHTTP2_INTERNAL_ERROR);
     return 0;
   }
-  h->c->refs--; /* the stream holds the connection already */
+  /* The handler runs now, while the request is in the cache (the caller,
+   * pump, holds a reference on the connection). A handler that closed the
+   * connection (freeing the server) stops the session's input here. */
+  if (weft__task_run_now(st->task) && h->c->kind != HC_H2)
+    return WEFT_ECANCELED;
   return 0;
 }
 
@@ -352,10 +357,14 @@ static void pump(hconn *c) {
     }
     s->stats.bytes_in += (uint64_t)n;
     h->in_recv = true;
+    c->refs++; /* handlers run inside: the connection may close under us */
     rc = weft__h2_recv(h->sess, scratch, (size_t)n);
     h->in_recv = false;
-    if (c->kind != HC_H2)
+    if (c->kind != HC_H2) {
+      weft__hconn_unref(c);
       return;
+    }
+    weft__hconn_unref(c);
     if (rc != 0) {
       if (rc == WEFT_ELIMIT)
         s->stats.h2_goaways_calm++;
@@ -373,6 +382,9 @@ out:
     finish(c);
     return;
   }
+  /* Everything is sent (or waits for DRAINED): no flush needed this turn. */
+  if (weft__list_linked(&h->dirty_link))
+    weft__list_remove(&h->dirty_link);
   if (!h->failed && weft__h2_calmed(h->sess)) {
     h->failed = true;
     s->stats.h2_goaways_calm++;
@@ -468,8 +480,10 @@ int weft__h2_conn_start(hconn *c, const char *pre, size_t n,
   }
   if (n > 0) {
     h->in_recv = true;
+    c->refs++;
     rc = weft__h2_recv(h->sess, (const uint8_t *)pre, n);
     h->in_recv = false;
+    weft__hconn_unref(c);
     if (c->kind != HC_H2)
       return 0;
     if (rc != 0) {

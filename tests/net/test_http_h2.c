@@ -239,12 +239,56 @@ static void test_goaway(void) {
   RUN(m_goaway, NULL);
 }
 
+/* A handler that frees its server while more requests of its connection are
+ * still being decoded: handlers start as soon as their head is complete,
+ * inside the session's input (HTTP/2) or the parser's loop (HTTP/1.1), and
+ * that input must stop cleanly, with nothing leaked (ASan) and the process
+ * whole. */
+static int h_free(weft_http_request *r, void *arg) {
+  weft_http_server **srv = arg;
+  if (*srv != NULL) {
+    weft_http_server_free(*srv);
+    *srv = NULL;
+  }
+  return weft_http_respond_text(r, 200, "freed");
+}
+
+static int m_free_in_handler(void *arg) {
+  (void)arg;
+  const char *const loads[] = {"h2load -n 400 -c 1 -m 100",
+                               "h2load --h1 -n 400 -c 1 -m 16"};
+  for (int i = 0; i < 2; i++) {
+    weft_http_router *router;
+    T_OK(weft_http_router_new(&router));
+    weft_http_server *srv = NULL;
+    T_OK(weft_http_route(router, "GET", "/free", h_free, &srv));
+    weft_addr addr, real;
+    (void)weft_addr_ip(&addr, "127.0.0.1", 0);
+    T_OK(weft_http_serve(&srv, &addr, weft_http_router_handler, router, NULL));
+    T_OK(weft_http_server_addr(srv, &real));
+    static char out[16384];
+    (void)th_cmd(out, sizeof out, 30, "%s http://127.0.0.1:%d/free", loads[i],
+                 weft_addr_port(&real));
+    T_TRUE(srv == NULL);
+    /* The server's memory goes once its handlers are done. */
+    for (int k = 0; k < 10; k++)
+      (void)weft_sleep(0.01);
+    weft_http_router_free(router);
+  }
+  return 0;
+}
+static void test_free_in_handler(void) {
+  TH_NEED("h2load");
+  RUN(m_free_in_handler, NULL);
+}
+
 static void test_cleanup(void) { th_certs_cleanup(); }
 
 static const t_case cases[] = {
-    {"curl", test_curl}, {"nghttp", test_nghttp}, {"h2load", test_h2load},
-    {"tls", test_tls},   {"goaway", test_goaway}, {"cleanup", test_cleanup},
-    {NULL, NULL},
+    {"curl", test_curl},       {"nghttp", test_nghttp},
+    {"h2load", test_h2load},   {"free-in-handler", test_free_in_handler},
+    {"tls", test_tls},         {"goaway", test_goaway},
+    {"cleanup", test_cleanup}, {NULL, NULL},
 };
 
 T_MAIN("http-server-h2", cases)
