@@ -17,6 +17,8 @@ struct weft__h2 {
   bool hb_too_big;
   bool hb_trailers;
   weft__http_msg *hb_msg;
+  int32_t hb_sid; /* its stream, and that stream's pointer */
+  void *hb_ud;
   /* Glitch budget: tokens, refilled by max_glitches / 10 a second. */
   double tokens;
   uint64_t tokens_at;
@@ -201,6 +203,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
   h->hb_count = 0;
   h->hb_too_big = false;
   h->hb_msg = NULL;
+  h->hb_sid = 0;
   void *ud = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
   h->hb_trailers = f->headers.cat == NGHTTP2_HCAT_HEADERS;
   weft__http_msg *msg = NULL;
@@ -214,13 +217,15 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
   if (ud == NULL)
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, nud);
   h->hb_msg = msg;
+  h->hb_sid = f->hd.stream_id;
+  h->hb_ud = nud;
   return 0;
 }
 
-static bool is(const uint8_t *n, size_t nl, const char *lit) {
-  size_t l = strlen(lit);
-  return nl == l && memcmp(n, lit, l) == 0;
-}
+/* Compares with a string literal: the length first, so most names fail
+ * without a call. */
+#define is(n, nl, lit)                                                         \
+  ((nl) == sizeof(lit) - 1 && memcmp((n), (lit), sizeof(lit) - 1) == 0)
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                      const uint8_t *name, size_t nl, const uint8_t *value,
@@ -245,19 +250,21 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
     return 0;
   const char *n = (const char *)name, *v = (const char *)value;
   if (nl > 0 && name[0] == ':') {
-    char *copy = weft__arena_strndup(&m->arena, v, vl);
-    if (copy == NULL)
-      return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (is(name, nl, ":method"))
-      m->method = copy;
-    else if (is(name, nl, ":path")) {
-      if (weft__http_msg_set_target(m, v, vl) != 0)
+    if (is(name, nl, ":path"))
+      return weft__http_msg_set_target(m, v, vl) == 0
+                 ? 0
+                 : NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (!is(name, nl, ":status")) {
+      char *copy = weft__arena_strndup(&m->arena, v, vl);
+      if (copy == NULL)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    } else if (is(name, nl, ":authority"))
-      m->authority = copy;
-    else if (is(name, nl, ":scheme"))
-      m->scheme = copy;
-    else if (is(name, nl, ":status")) {
+      if (is(name, nl, ":method"))
+        m->method = copy;
+      else if (is(name, nl, ":authority"))
+        m->authority = copy;
+      else if (is(name, nl, ":scheme"))
+        m->scheme = copy;
+    } else {
       int st = 0;
       for (size_t i = 0; i < vl && i < 3; i++)
         st = st * 10 + (v[i] - '0');
@@ -292,7 +299,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
                          void *user) {
   weft__h2 *h = user;
   int32_t sid = f->hd.stream_id;
-  void *ud = sid ? nghttp2_session_get_stream_user_data(s, sid) : NULL;
+  void *ud = NULL;
+  if (f->hd.type == NGHTTP2_HEADERS && sid != 0 && sid == h->hb_sid)
+    ud = h->hb_ud; /* the block on_begin_headers saw (saves a lookup) */
+  else if (sid != 0)
+    ud = nghttp2_session_get_stream_user_data(s, sid);
   bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   switch (f->hd.type) {
   case NGHTTP2_HEADERS:
@@ -334,9 +345,11 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code,
                            void *user) {
   weft__h2 *h = user;
   void *ud = nghttp2_session_get_stream_user_data(s, sid);
+  if (sid == h->hb_sid)
+    h->hb_sid = 0;
   if (ud == NULL)
     return 0;
-  nghttp2_session_set_stream_user_data(s, sid, NULL);
+  /* The stream goes with this call: its pointer needs no clearing. */
   return h->ev.close(h->owner, ud, code) == 0 ? 0
                                               : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
@@ -549,19 +562,39 @@ bool weft__h2_want_write(const weft__h2 *h) {
 
 /* Connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2). */
 static bool h2_forbidden(const char *n, size_t l) {
-  static const char *const bad[] = {"connection",       "keep-alive",
-                                    "proxy-connection", "transfer-encoding",
-                                    "upgrade",          NULL};
-  for (const char *const *b = bad; *b != NULL; b++)
-    if (strlen(*b) == l && weft__http_ieq(n, *b, l))
-      return true;
-  return false;
+  switch (l) {
+  case 7:
+    return weft__http_ieq(n, "upgrade", 7);
+  case 10:
+    return weft__http_ieq(n, "connection", 10) ||
+           weft__http_ieq(n, "keep-alive", 10);
+  case 16:
+    return weft__http_ieq(n, "proxy-connection", 16);
+  case 17:
+    return weft__http_ieq(n, "transfer-encoding", 17);
+  default:
+    return false;
+  }
 }
+
+/* ASCII lower case, a byte at a time without a branch. */
+static const unsigned char lower[256] = {
+#define L1(c) ((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c))
+#define L4(c) L1(c), L1(c + 1), L1(c + 2), L1(c + 3)
+#define L16(c) L4(c), L4(c + 4), L4(c + 8), L4(c + 12)
+#define L64(c) L16(c), L16(c + 16), L16(c + 32), L16(c + 48)
+    L64(0), L64(64), L64(128), L64(192)
+#undef L64
+#undef L16
+#undef L4
+#undef L1
+};
 
 /* Builds the nv list of m's fields with names in lower case, `extra`
  * entries left free at the front, in `stack` (room for `cap` entries and
  * 512 bytes of names after them) when it fits, else in one allocation.
- * Returns the list or NULL. */
+ * A name already in lower case is used as it is. Returns the list or
+ * NULL. */
 #define NV_STACK 24
 #define NV_NAMES 512
 static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
@@ -582,13 +615,20 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
     const weft_http_field *f = &hd->v[i];
     if (h2_forbidden(f->name, f->name_len))
       continue;
-    for (size_t j = 0; j < f->name_len; j++) {
-      char c = f->name[j];
-      lc[j] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
+    const char *name = f->name;
+    size_t j = 0;
+    while (j < f->name_len && (unsigned)(f->name[j] - 'A') >= 26u)
+      j++;
+    if (j < f->name_len) {
+      /* Upper case in it: a lower-case copy. */
+      memcpy(lc, f->name, j);
+      for (; j < f->name_len; j++)
+        lc[j] = (char)lower[(unsigned char)f->name[j]];
+      name = lc;
+      lc += f->name_len;
     }
-    nv[k++] = (nghttp2_nv){(uint8_t *)lc, (uint8_t *)f->value, f->name_len,
+    nv[k++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)f->value, f->name_len,
                            f->value_len, NGHTTP2_NV_FLAG_NONE};
-    lc += f->name_len;
   }
   *count = k;
   return nv;

@@ -99,6 +99,7 @@ struct weft_http_request {
     const char *name, *value;
   } params[REQ_PARAMS];
   int32_t sid; /* HTTP/2 stream */
+  void *drv;   /* the driver's object for it (HTTP/2: the stream's) */
   /* First arena blocks of the two messages, so a small request allocates
    * nothing more (raw storage: a struct with a flexible array member may
    * not sit inside another in ISO C). */

@@ -107,11 +107,34 @@ int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
     h->v = v;
     h->cap = cap;
   }
-  char *n = weft__arena_strndup(&m->arena, name, nlen);
-  char *val = weft__arena_strndup(&m->arena, value, vlen);
-  if (n == NULL || val == NULL)
+  /* Name and value in one piece of the arena. */
+  char *n = weft__arena_alloc(&m->arena, nlen + vlen + 2);
+  if (n == NULL)
     return WEFT_ENOMEM;
+  char *val = n + nlen + 1;
+  memcpy(n, name, nlen);
+  n[nlen] = '\0';
+  memcpy(val, value, vlen);
+  val[vlen] = '\0';
   h->v[h->n++] = (weft_http_field){n, val, nlen, vlen};
+  return 0;
+}
+
+int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,
+                             const char *name, size_t nlen, const char *value,
+                             size_t vlen) {
+  if (h->n == h->cap) {
+    uint32_t cap = h->cap ? h->cap * 2 : 8;
+    weft_http_field *v = weft__realloc(h->v, cap * sizeof *v);
+    if (v == NULL)
+      return WEFT_ENOMEM;
+    h->v = v;
+    h->cap = cap;
+  }
+  char *val = weft__arena_strndup(&m->arena, value, vlen);
+  if (val == NULL)
+    return WEFT_ENOMEM;
+  h->v[h->n++] = (weft_http_field){name, val, nlen, vlen};
   return 0;
 }
 
@@ -173,12 +196,9 @@ bool weft__http_token_ok(const char *s, size_t n) {
 }
 
 bool weft__http_value_ok(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '\r' || c == '\n' || c == '\0')
-      return false;
-  }
-  return true;
+  /* memchr is vectorised: three passes beat one loop of three tests. */
+  return memchr(s, '\r', n) == NULL && memchr(s, '\n', n) == NULL &&
+         memchr(s, '\0', n) == NULL;
 }
 
 /* ---- byte buffers ---- */

@@ -83,6 +83,11 @@ void weft__http_msg_fini(weft__http_msg *m);
 /* Appends a field (copied into the arena). Returns 0 or WEFT_ENOMEM. */
 int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
                         size_t nlen, const char *value, size_t vlen);
+/* The same with a name that outlives the message (a string literal): only
+ * the value is copied. */
+int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,
+                             const char *name, size_t nlen, const char *value,
+                             size_t vlen);
 /* The first field named `name` (any case), or NULL. */
 const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
                                             const char *name, size_t nlen);

@@ -54,7 +54,8 @@ void weft__hconn_timeout(hconn *c, int q) {
   if (q < 0)
     return;
   c->tq = (uint8_t)q;
-  c->deadline = weft_now_ns() + (uint64_t)(s->tq_secs[q] * 1e9);
+  /* The loop's clock as of this turn: a deadline may come a turn early. */
+  c->deadline = s->loop->now + (uint64_t)(s->tq_secs[q] * 1e9);
   weft__list_push_back(&s->tq[q], &c->tlink);
 }
 
@@ -480,9 +481,10 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
   r->body_read = 0;
   r->body_buf = NULL;
   r->bytes_out = 0;
-  r->t0 = weft_now_ns();
+  r->t0 = s->loop->now; /* the loop's clock, as of this turn (nginx too) */
   r->nparams = 0;
   r->sid = 0;
+  r->drv = NULL;
   return r;
 }
 
@@ -838,7 +840,8 @@ static int set_ctype(weft_http_request *r, const char *ct) {
   size_t l = strlen(ct);
   if (!weft__http_value_ok(ct, l))
     return WEFT_EINVAL;
-  return weft__http_hdrs_add(&r->res, &r->res.hdrs, "Content-Type", 12, ct, l);
+  return weft__http_hdrs_add_name(&r->res, &r->res.hdrs, "Content-Type", 12, ct,
+                                  l);
 }
 
 int weft_http_start(weft_http_request *r, int status, const char *content_type,

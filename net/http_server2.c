@@ -198,6 +198,7 @@ static void *ev_begin(void *owner, int32_t sid, void *ud,
     return NULL;
   }
   st->r->sid = sid;
+  st->r->drv = st;
   st->r->req.version = 20;
   st->h = h;
   weft__list_push_back(&h->streams, &st->link);
@@ -454,6 +455,7 @@ int weft__h2_conn_start(hconn *c, const char *pre, size_t n,
     st->r = upgrade;
     st->r->ops = &weft__h2_ops;
     st->r->sid = 1;
+    st->r->drv = st;
     st->h = h;
     st->in_end = true;
     weft__list_push_back(&h->streams, &st->link);
@@ -554,9 +556,9 @@ void weft__h2_conn_shutdown(hconn *c) {
 
 /* ---- the request side ---- */
 
-static h2stream *S(weft_http_request *r) {
-  return weft__h2_stream_ud(r->c->h2->sess, r->sid);
-}
+/* The request's stream object: it lives until its handler has returned,
+ * whatever nghttp2 does with the stream (closed: st->closed). */
+static h2stream *S(weft_http_request *r) { return r->drv; }
 
 static ssize_t h2_read(weft_http_request *r, void *buf, size_t len) {
   hconn *c = r->c;
@@ -564,8 +566,6 @@ static ssize_t h2_read(weft_http_request *r, void *buf, size_t len) {
     if (c->kind != HC_H2)
       return WEFT_ECANCELED;
     h2stream *st = S(r);
-    if (st == NULL)
-      return WEFT_ECONNRESET;
     size_t have = st->in.len - st->in_pos;
     if (have > 0) {
       size_t n = have < len ? have : len;
@@ -599,7 +599,7 @@ static int h2_start(weft_http_request *r, bool body) {
   if (c->kind != HC_H2)
     return WEFT_ECANCELED;
   h2stream *st = S(r);
-  if (st == NULL || st->closed)
+  if (st->closed)
     return WEFT_ECONNRESET;
   st->body = body;
   if (!body)
@@ -618,7 +618,7 @@ static int h2_write(weft_http_request *r, const void *p, size_t n) {
     if (c->kind != HC_H2)
       return WEFT_ECANCELED;
     h2stream *st = S(r);
-    if (st == NULL || st->closed)
+    if (st->closed)
       return WEFT_ECONNRESET;
     size_t have = st->out.len - st->out_pos;
     if (have >= STREAM_OUT_HIGH) {
@@ -654,7 +654,7 @@ static int h2_end(weft_http_request *r) {
   if (c->kind != HC_H2)
     return WEFT_ECANCELED;
   h2stream *st = S(r);
-  if (st == NULL || st->closed)
+  if (st->closed)
     return WEFT_ECONNRESET;
   if (!st->body) {
     if (r->res.trailers.n > 0)
