@@ -240,6 +240,15 @@ void weft__h1_init(weft__h1 *h, int kind, weft__http_msg *msg,
   h->state = WEFT__H1_IDLE;
 }
 
+void weft__h1_reuse(weft__h1 *h, int kind, weft__http_msg *msg,
+                    const weft__h1_limits *lim) {
+  char *sc = h->scratch;
+  size_t cap = h->sc_cap;
+  weft__h1_init(h, kind, msg, lim);
+  h->scratch = sc;
+  h->sc_cap = cap;
+}
+
 void weft__h1_release(weft__h1 *h) {
   weft__free(h->scratch);
   h->scratch = NULL;

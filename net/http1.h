@@ -69,6 +69,10 @@ typedef struct weft__h1 {
  * pointer). */
 void weft__h1_init(weft__h1 *h, int kind, weft__http_msg *msg,
                    const weft__h1_limits *lim);
+/* The same for a parser used before (initialised, maybe released): keeps
+ * its scratch buffer. */
+void weft__h1_reuse(weft__h1 *h, int kind, weft__http_msg *msg,
+                    const weft__h1_limits *lim);
 /* Frees the scratch buffer (the parser stays usable). */
 void weft__h1_release(weft__h1 *h);
 

@@ -179,12 +179,22 @@ int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n) {
 }
 
 /* RFC 9110 token characters. */
-static bool tchar(unsigned char ch) {
-  unsigned c = ch;
-  if ((c | 0x20) - 'a' < 26u || c - '0' < 10u)
-    return true;
-  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+#define TC(c)                                                                  \
+  (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||                 \
+   ((c) >= '0' && (c) <= '9') || (c) == '!' || (c) == '#' || (c) == '$' ||     \
+   (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' ||      \
+   (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || (c) == '`' ||       \
+   (c) == '|' || (c) == '~')
+#define TC4(c) TC(c), TC(c + 1), TC(c + 2), TC(c + 3)
+#define TC16(c) TC4(c), TC4(c + 4), TC4(c + 8), TC4(c + 12)
+#define TC64(c) TC16(c), TC16(c + 16), TC16(c + 32), TC16(c + 48)
+static const bool tchars[256] = {TC64(0), TC64(64), TC64(128), TC64(192)};
+#undef TC64
+#undef TC16
+#undef TC4
+#undef TC
+
+static bool tchar(unsigned char ch) { return tchars[ch]; }
 
 bool weft__http_token_ok(const char *s, size_t n) {
   if (n == 0)

@@ -31,6 +31,9 @@
 /* A body the handler left unread is read and dropped when at most this
  * much of it remains; beyond, the connection closes instead. */
 #define DRAIN_MAX (64 * 1024)
+/* A parser's scratch buffer (a field being assembled) up to this size
+ * stays with a cached state. */
+#define SCRATCH_KEEP 1024
 /* h1 states kept for reuse per server. */
 #define H1_CACHE 256
 
@@ -63,7 +66,8 @@ static void state_put(hconn *c) {
     weft__req_put(h->r);
     h->r = NULL;
   }
-  weft__h1_release(&h->p);
+  if (h->p.sc_cap > SCRATCH_KEEP)
+    weft__h1_release(&h->p); /* a small one stays with the cached state */
   if (h->rcap > RBUF_MIN) {
     weft__free(h->rbuf);
     h->rbuf = NULL;
@@ -79,6 +83,7 @@ static void state_put(hconn *c) {
     s->nfree_h1++;
     return;
   }
+  weft__h1_release(&h->p);
   weft__free(h->rbuf);
   weft__hbuf_free(&h->out);
   weft__free(h);
@@ -108,7 +113,7 @@ static int state_get(hconn *c) {
     if (h == NULL)
       return WEFT_ENOMEM;
   }
-  weft__h1_init(&h->p, WEFT__HTTP_REQUEST, NULL, &s->h1lim);
+  weft__h1_reuse(&h->p, WEFT__HTTP_REQUEST, NULL, &s->h1lim);
   h->r = NULL;
   h->lingering = false;
   c->h1 = h;
@@ -124,6 +129,7 @@ void weft__h1_cache_free(weft_http_server *s) {
   while (s->free_h1 != NULL) {
     h1state *h = s->free_h1;
     s->free_h1 = h->next_free;
+    weft__h1_release(&h->p);
     weft__free(h->rbuf);
     weft__hbuf_free(&h->out);
     weft__free(h);
@@ -290,7 +296,8 @@ static void dispatch(hconn *c) {
  * head. */
 static void wait_input(hconn *c) {
   h1state *h = c->h1;
-  if (h != NULL && h->p.state == WEFT__H1_IDLE && h->rpos == h->rlen) {
+  if (h != NULL && h->rpos == h->rlen &&
+      (h->r == NULL || h->p.state == WEFT__H1_IDLE)) {
     state_put(c);
     h = NULL;
   }
@@ -397,18 +404,25 @@ void weft__h1_conn_shutdown(hconn *c) {
 
 /* ---- writing (in the task) ---- */
 
-/* Writes the gathered output. */
+/* Writes the gathered output: what the socket does not take now is queued
+ * (at most CORK_MAX and a bit), and only past the stream's high-water mark
+ * does the task wait, with the send timeout (no deadline scope for the
+ * common case of an answer the socket takes at once). */
 static int flush(hconn *c) {
   h1state *h = c->h1;
   if (h->out.len == 0)
     return 0;
   if (c->st == NULL)
     return WEFT_EPIPE;
-  weft_timeout scope;
-  weft_timeout_enter(&scope, c->srv->o.send_timeout);
-  int rc = weft_stream_write(c->st, h->out.data, h->out.len);
-  (void)weft_timeout_exit(&scope);
+  struct iovec iov = {h->out.data, h->out.len};
+  int rc = weft_stream_try_writev(c->st, &iov, 1);
   h->out.len = 0;
+  if (rc == 0 && weft_stream_write_buffered(c->st) >= c->st->high) {
+    weft_timeout scope;
+    weft_timeout_enter(&scope, c->srv->o.send_timeout);
+    rc = weft_stream_drain(c->st);
+    (void)weft_timeout_exit(&scope);
+  }
   if (rc != 0)
     c->closing = true;
   return rc;
@@ -727,6 +741,15 @@ static int h1_task(void *arg) {
       c->task = NULL;
       if (c->kind != HC_DEAD)
         linger(c);
+      weft__hconn_unref(c);
+      return 0;
+    }
+    if (h->rpos == h->rlen) {
+      /* Nothing of a next request yet: back to the readiness callback. */
+      if (flush(c) != 0 || c->kind == HC_DEAD)
+        break;
+      c->task = NULL;
+      wait_input(c); /* may fire at once: the callback reads */
       weft__hconn_unref(c);
       return 0;
     }
