@@ -126,9 +126,12 @@ static ssize_t plain_writev(weft__transport *t, const struct iovec *iov, int n,
     return 0;
   struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = n};
   for (;;) {
-    /* sendmsg for MSG_NOSIGNAL: a closed peer is an EPIPE, not a SIGPIPE
-     * that kills the program. */
-    ssize_t w = sendmsg(t->s->fd, &msg, MSG_NOSIGNAL);
+    /* send/sendmsg for MSG_NOSIGNAL: a closed peer is an EPIPE, not a
+     * SIGPIPE that kills the program. send for one buffer: the kernel has
+     * no iovec to copy in. */
+    ssize_t w =
+        n == 1 ? send(t->s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+               : sendmsg(t->s->fd, &msg, MSG_NOSIGNAL);
     if (w >= 0)
       return w;
     if (errno == EINTR)
