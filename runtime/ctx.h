@@ -35,22 +35,24 @@ void weft__ctx_free(weft__ctx *c);
 static inline void weft__ctx_free(weft__ctx *c) { (void)c; }
 #endif
 
-#if defined(WEFT_CTX_UCONTEXT)
-void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
-void weft__ctx_jump(weft__ctx *to) __attribute__((noreturn));
-#else
-/* Saves the running context into `from` and resumes `to`. */
-void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
-/* Resumes `to` without saving anything: the running stack is dead. */
-void weft__ctx_jump(weft__ctx *to) __attribute__((noreturn));
+/* Saves the running context into `from` and resumes `to`, handing it
+ * `value`: what the call that suspended `to` returns. Returns, once
+ * something resumes `from`, the value that something handed over. */
+int weft__ctx_switch(weft__ctx *from, weft__ctx *to, int value);
+/* Resumes `to` with `value` without saving anything: the running stack is
+ * dead. */
+void weft__ctx_jump(weft__ctx *to, int value) __attribute__((noreturn));
+
+#if !defined(WEFT_CTX_UCONTEXT)
 /* What ctx_make followed by ctx_switch (or ctx_jump) does, without writing a
  * first frame: saves the running context into `from` (or nothing), then
  * calls entry(arg) on the stack whose top is `hi`. entry never returns.
  * weft__ctx_jump_start may be called on the stack it boots on: the running
- * frames are simply abandoned. */
+ * frames are simply abandoned. weft__ctx_switch_start returns, like
+ * weft__ctx_switch, the value handed over when `from` is resumed. */
 #define WEFT__CTX_HAVE_START 1
-void weft__ctx_switch_start(weft__ctx *from, char *hi, void (*entry)(void *),
-                            void *arg);
+int weft__ctx_switch_start(weft__ctx *from, char *hi, void (*entry)(void *),
+                           void *arg);
 void weft__ctx_jump_start(char *hi, void (*entry)(void *), void *arg)
     __attribute__((noreturn));
 #endif

@@ -2,7 +2,8 @@
  *
  * x19-x28, the frame pointer x29, the link register x30 and the low halves of
  * v8-v15 (d8-d15) are callee-saved: they are stored in a 160-byte frame on the
- * running stack, sp goes to from->sp, and the same is undone from to->sp.
+ * running stack, sp goes to from->sp, and the same is undone from to->sp;
+ * the other side resumes with the value handed over in w0.
  * A context made by weft__ctx_make starts in weft__ctx_start with x19 = arg
  * and x20 = entry; weft__ctx_switch_start and weft__ctx_jump_start instead
  * call the entry straight on the new stack, with nothing written to it
@@ -29,6 +30,7 @@ weft__ctx_switch:
 	str	x9, [x0]
 	ldr	x9, [x1]
 	mov	sp, x9
+	mov	w0, w2
 weft__ctx_restore:
 	ldp	x19, x20, [sp, #0]
 	ldp	x21, x22, [sp, #16]
@@ -51,6 +53,7 @@ weft__ctx_restore:
 weft__ctx_jump:
 	ldr	x9, [x0]
 	mov	sp, x9
+	mov	w0, w1
 	b	weft__ctx_restore
 	.size	weft__ctx_jump, .-weft__ctx_jump
 

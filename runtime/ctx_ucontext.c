@@ -40,13 +40,20 @@ void weft__ctx_free(weft__ctx *c) {
   c->uc = NULL;
 }
 
-void weft__ctx_switch(weft__ctx *from, weft__ctx *to) {
+/* The value handed to the context being resumed; read by it as soon as its
+ * swapcontext returns, before anything else can switch. */
+static __thread int handed;
+
+int weft__ctx_switch(weft__ctx *from, weft__ctx *to, int value) {
   if (from->uc == NULL)
     from->uc = &from->own; /* the thread's own context, made on first use */
+  handed = value;
   swapcontext(from->uc, to->uc);
+  return handed;
 }
 
-void weft__ctx_jump(weft__ctx *to) {
+void weft__ctx_jump(weft__ctx *to, int value) {
+  handed = value;
   setcontext(to->uc);
   abort();
 }

@@ -2,7 +2,8 @@
  *
  * The callee-saved registers (rbx, rbp, r12-r15) are pushed on the running
  * stack, the stack pointer is stored in from->sp, and the same is undone from
- * to->sp. The return address already on the stack resumes the other side.
+ * to->sp. The return address already on the stack resumes the other side,
+ * with the value handed over in eax: what its own switch call returns.
  * A context made by weft__ctx_make starts in weft__ctx_start with r12 = arg
  * and r13 = entry; weft__ctx_switch_start and weft__ctx_jump_start instead
  * call the entry straight on the new stack, with nothing written to it
@@ -23,6 +24,7 @@ weft__ctx_switch:
 	pushq	%r15
 	movq	%rsp, (%rdi)
 	movq	(%rsi), %rsp
+	movl	%edx, %eax
 	popq	%r15
 	popq	%r14
 	popq	%r13
@@ -40,6 +42,7 @@ weft__ctx_switch:
 weft__ctx_jump:
 	.cfi_startproc
 	movq	(%rdi), %rsp
+	movl	%esi, %eax
 	popq	%r15
 	popq	%r14
 	popq	%r13

@@ -59,6 +59,8 @@ enum {
   WEFT__T_SLEEP = 1 << 4,     /* current park's timer ends a sleep */
   WEFT__T_KEEP = 1 << 5,      /* group child whose borrowed handle is out */
   WEFT__T_STARTED = 1 << 6,   /* has run at least once */
+  WEFT__T_YIELD = 1 << 7,     /* suspended by weft_yield's direct switch: the
+                                 resumer hands it its checkpoint (sched.c) */
 };
 
 typedef struct weft__waiter {

@@ -4,8 +4,9 @@
  * tests/CMakeLists.txt builds each variant the machine can run).
  *
  * What a switch must keep: every callee-saved register (integer and, on
- * aarch64, d8-d15), the stack alignment the ABI promises at a call, and the
- * order of control between contexts. Values live across each switch in
+ * aarch64, d8-d15), the stack alignment the ABI promises at a call, the
+ * order of control between contexts, and the value handed to the context
+ * resumed. Values live across each switch in
  * locals the compiler keeps in callee-saved registers; a backend that lost
  * one would change them. No CUnit here: the aarch64 build has no target
  * libraries beyond libc. */
@@ -32,6 +33,15 @@ void weft__free(void *p) { free(p); }
 
 static weft__ctx main_ctx, a_ctx, b_ctx;
 static int trace[64], ntrace;
+static int handed; /* the value the last switch or jump handed over */
+
+/* Switches, handing over a fresh value, and checks the one received when
+ * resumed. */
+static int hand(weft__ctx *self, weft__ctx *to) {
+  int v = ++handed * 7;
+  return weft__ctx_switch(self, to, v);
+}
+#define CHECK_HANDED(got) CHECK_EQ(got, handed * 7)
 
 /* Keeps `n` values alive across a call the compiler cannot see into, so
  * they sit in callee-saved registers (or the stack) over the switch. */
@@ -43,7 +53,7 @@ static __attribute__((noinline)) long churn(weft__ctx *self, weft__ctx *to,
        i9 = seed * 31 + 10;
   double d0 = seed * 0.5, d1 = seed * 1.5, d2 = seed * 2.5, d3 = seed * 3.5,
          d4 = seed * 4.5, d5 = seed * 5.5, d6 = seed * 6.5, d7 = seed * 7.5;
-  weft__ctx_switch(self, to);
+  CHECK_HANDED(hand(self, to));
   long sum = i0 + i1 * 2 + i2 * 3 + i3 * 4 + i4 * 5 + i5 * 6 + i6 * 7 + i7 * 8 +
              i8 * 9 + i9 * 10;
   double dsum =
@@ -77,7 +87,7 @@ static void entry_a(void *arg) {
     trace[ntrace++ & 63] = 'a';
     CHECK_EQ(churn(&a_ctx, &b_ctx, 100 + i), expect(100 + i));
   }
-  weft__ctx_jump(&main_ctx);
+  weft__ctx_jump(&main_ctx, ++handed * 7);
 }
 
 static void entry_b(void *arg) {
@@ -88,7 +98,7 @@ static void entry_b(void *arg) {
     CHECK_EQ(churn(&b_ctx, i == 999 ? &main_ctx : &a_ctx, 200 + i),
              expect(200 + i));
   }
-  weft__ctx_jump(&main_ctx);
+  weft__ctx_jump(&main_ctx, ++handed * 7);
 }
 
 #if defined(WEFT__CTX_HAVE_START)
@@ -102,7 +112,7 @@ static __attribute__((noinline)) long churn_start(weft__ctx *self, char *hi,
        i9 = seed * 31 + 10;
   double d0 = seed * 0.5, d1 = seed * 1.5, d2 = seed * 2.5, d3 = seed * 3.5,
          d4 = seed * 4.5, d5 = seed * 5.5, d6 = seed * 6.5, d7 = seed * 7.5;
-  weft__ctx_switch_start(self, hi, entry, arg);
+  CHECK_HANDED(weft__ctx_switch_start(self, hi, entry, arg));
   long sum = i0 + i1 * 2 + i2 * 3 + i3 * 4 + i4 * 5 + i5 * 6 + i6 * 7 + i7 * 8 +
              i8 * 9 + i9 * 10;
   double dsum =
@@ -117,7 +127,7 @@ static void entry_d(void *arg) {
   CHECK_EQ((long)(intptr_t)arg, 11);
   CHECK_EQ(aligned_ok(), 1);
   trace[ntrace++ & 63] = 'd';
-  weft__ctx_jump(&main_ctx);
+  weft__ctx_jump(&main_ctx, ++handed * 7);
 }
 
 static void entry_c(void *arg) {
@@ -146,7 +156,7 @@ int main(void) {
   /* b is suspended in its last churn: resume it so it runs to its end and
    * jumps back here. a stays suspended, as a cancelled-and-dropped context
    * may. */
-  weft__ctx_switch(&main_ctx, &b_ctx);
+  CHECK_HANDED(hand(&main_ctx, &b_ctx));
   CHECK_EQ(ntrace, 2000);
   weft__ctx_free(&a_ctx);
   weft__ctx_free(&b_ctx);
@@ -163,7 +173,7 @@ int main(void) {
   ntrace = 0;
   CHECK_EQ(churn_start(&main_ctx, sc_hi + 3, entry_c, (void *)9, 3), expect(3));
   CHECK_EQ(ntrace, 1);
-  weft__ctx_switch(&main_ctx, &c_ctx);
+  CHECK_HANDED(hand(&main_ctx, &c_ctx));
   CHECK_EQ(ntrace, 2);
   CHECK_EQ(trace[0], 'c');
   CHECK_EQ(trace[1], 'd');

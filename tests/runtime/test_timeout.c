@@ -42,6 +42,33 @@ static int m_basic(void *arg) {
 }
 static void test_basic(void) { T_EQ(t_run_virtual(m_basic, NULL), 0); }
 
+/* A deadline that passes while the task waits on the run queue (it has
+ * yielded, no timer armed) shows in what weft_yield returns once the task
+ * runs again: whoever resumes it hands it its checkpoint. */
+static int yield_in_scope(void *arg) {
+  int *rc = arg;
+  weft_timeout s;
+  weft_timeout_enter(&s, 1);
+  rc[0] = weft_yield();
+  rc[1] = weft_timeout_exit(&s);
+  return 0;
+}
+static int m_deadline_while_ready(void *arg) {
+  (void)arg;
+  int rc[2] = {1, 1};
+  weft_task *t;
+  T_OK(weft_spawn(&t, yield_in_scope, rc));
+  T_OK(weft_yield()); /* t enters its scope and yields back */
+  T_OK(weft_clock_advance(weft_loop_current(), 2));
+  T_OK(weft_join(t, NULL));
+  T_RC(rc[0], WEFT_ETIMEDOUT);
+  T_RC(rc[1], WEFT_ETIMEDOUT);
+  return 0;
+}
+static void test_deadline_while_ready(void) {
+  T_EQ(t_run_virtual(m_deadline_while_ready, NULL), 0);
+}
+
 /* Inner shorter than outer: the inner fires, the outer goes on. */
 static int m_inner_first(void *arg) {
   (void)arg;
@@ -227,6 +254,7 @@ static void test_outside_task(void) {
 
 static const t_case cases[] = {
     {"basic", test_basic},
+    {"deadline_while_ready", test_deadline_while_ready},
     {"inner_first", test_inner_first},
     {"outer_first_not_swallowed", test_outer_first},
     {"both_expire", test_both_expire},
