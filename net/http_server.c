@@ -840,8 +840,10 @@ static int set_ctype(weft_http_request *r, const char *ct) {
   size_t l = strlen(ct);
   if (!weft__http_value_ok(ct, l))
     return WEFT_EINVAL;
-  return weft__http_hdrs_add_name(&r->res, &r->res.hdrs, "Content-Type", 12, ct,
-                                  l);
+  /* HTTP/2 sends names in lower case: given so, they need no copy. */
+  return weft__http_hdrs_add_name(
+      &r->res, &r->res.hdrs,
+      r->req.version == 20 ? "content-type" : "Content-Type", 12, ct, l);
 }
 
 int weft_http_start(weft_http_request *r, int status, const char *content_type,
