@@ -259,11 +259,19 @@ int weft__park(const char *what, const void *on, int flags);
 /* Flags for weft__park. */
 #define WEFT__PARK_NOCANCEL 1 /* only a waker can end it */
 int weft__park_until(const char *what, const void *on, uint64_t due);
+void weft__fire_deadline(weft_task *t);
 /* The checkpoint every suspension starts with: WEFT_ECANCELED when the task is
  * cancelled, WEFT_ETIMEDOUT (marking the expired scopes) when a deadline
  * passed, else 0. */
-int weft__checkpoint(weft_task *t);
-void weft__fire_deadline(weft_task *t);
+static inline int weft__checkpoint(weft_task *t) {
+  if (t->flags & WEFT__T_CANCELLED)
+    return WEFT_ECANCELED;
+  if (t->deadline != WEFT__NO_DEADLINE && t->deadline <= t->loop->now) {
+    weft__fire_deadline(t);
+    return WEFT_ETIMEDOUT;
+  }
+  return 0;
+}
 
 static inline void weft__waiter_init(weft__waiter *w, weft_task *t) {
   weft__list_init(&w->link);

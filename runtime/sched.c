@@ -230,16 +230,6 @@ void weft__waiters_complete_all(weft__list *head, int status) {
     weft__waiter_complete(weft__container_of(n, weft__waiter, link), status);
 }
 
-int weft__checkpoint(weft_task *t) {
-  if (t->flags & WEFT__T_CANCELLED)
-    return WEFT_ECANCELED;
-  if (t->deadline != WEFT__NO_DEADLINE && t->deadline <= t->loop->now) {
-    weft__fire_deadline(t);
-    return WEFT_ETIMEDOUT;
-  }
-  return 0;
-}
-
 static int park(weft_loop *loop, weft_task *t, const char *what, const void *on,
                 int flags, uint64_t due) {
   if (flags & WEFT__PARK_NOCANCEL) {
