@@ -31,6 +31,7 @@
 #include <string.h>
 #include <weft/bytes.h>
 #include <weft/common.h>
+#include <weft/error.h> /* the codes the struct macros return */
 
 #ifdef __cplusplus
 extern "C" {
