@@ -441,7 +441,7 @@ out:
 }
 
 int weft__h2_start(weft__h2 *h) {
-  nghttp2_settings_entry iv[4];
+  nghttp2_settings_entry iv[5];
   size_t n = 0;
   iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
                                      h->lim.max_streams};
@@ -451,6 +451,9 @@ int weft__h2_start(weft__h2 *h) {
                                      (uint32_t)h->lim.max_header_bytes};
   if (!h->server)
     iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  else
+    iv[n++] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1};
   if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, n) != 0)
     return WEFT_ENOMEM;
   if (h->lim.conn_window > 65535 &&
@@ -591,17 +594,20 @@ static const unsigned char lower[256] = {
 };
 
 /* Builds the nv list of m's fields with names in lower case, `extra`
- * entries left free at the front, in `stack` (room for `cap` entries and
- * 512 bytes of names after them) when it fits, else in one allocation.
- * A name already in lower case is used as it is. Returns the list or
- * NULL. */
+ * entries left free at the front, in `stack` (room for NV_STACK entries and
+ * NV_NAMES bytes of names after them) when it fits, else in one
+ * allocation. A name already in lower case is used as it is. With `keep`,
+ * nghttp2 is told not to copy the strings (they live as long as the arena
+ * `keep`, where the lower-case copies go too). Returns the list or NULL. */
 #define NV_STACK 24
 #define NV_NAMES 512
 static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
-                           size_t *count, nghttp2_nv *stack) {
+                           size_t *count, nghttp2_nv *stack,
+                           weft__arena *keep) {
   size_t names = 0;
-  for (uint32_t i = 0; i < hd->n; i++)
-    names += hd->v[i].name_len;
+  if (keep == NULL)
+    for (uint32_t i = 0; i < hd->n; i++)
+      names += hd->v[i].name_len;
   nghttp2_nv *nv = stack;
   char *lc = (char *)(stack + NV_STACK);
   if (hd->n + extra > NV_STACK || names > NV_NAMES) {
@@ -610,6 +616,9 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
       return NULL;
     lc = (char *)(nv + hd->n + extra);
   }
+  uint8_t flags = keep != NULL ? NGHTTP2_NV_FLAG_NO_COPY_NAME |
+                                     NGHTTP2_NV_FLAG_NO_COPY_VALUE
+                               : NGHTTP2_NV_FLAG_NONE;
   size_t k = extra;
   for (uint32_t i = 0; i < hd->n; i++) {
     const weft_http_field *f = &hd->v[i];
@@ -621,14 +630,21 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
       j++;
     if (j < f->name_len) {
       /* Upper case in it: a lower-case copy. */
-      memcpy(lc, f->name, j);
+      char *d = lc;
+      if (keep == NULL) {
+        lc += f->name_len;
+      } else if ((d = weft__arena_alloc(keep, f->name_len)) == NULL) {
+        if (nv != stack)
+          weft__free(nv);
+        return NULL;
+      }
+      memcpy(d, f->name, j);
       for (; j < f->name_len; j++)
-        lc[j] = (char)lower[(unsigned char)f->name[j]];
-      name = lc;
-      lc += f->name_len;
+        d[j] = (char)lower[(unsigned char)f->name[j]];
+      name = d;
     }
     nv[k++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)f->value, f->name_len,
-                           f->value_len, NGHTTP2_NV_FLAG_NONE};
+                           f->value_len, flags};
   }
   *count = k;
   return nv;
@@ -640,41 +656,55 @@ typedef union nv_room {
       nv[NV_STACK + (NV_NAMES + sizeof(nghttp2_nv) - 1) / sizeof(nghttp2_nv)];
 } nv_room;
 
-#define NV(n, v, vl)                                                           \
-  ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),           \
-                NGHTTP2_NV_FLAG_NONE})
+#define NV(n, v, vl, fl)                                                       \
+  ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)})
 
-int32_t weft__h2_submit(weft__h2 *h, int32_t sid, const weft__http_msg *m,
-                        bool body, void *ud) {
+int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
+                        void *ud) {
+  /* A server's response is sent without copies: its strings are in its
+   * arena (or static), which lasts until the stream closes. */
+  bool keep = h->server && m->kind == WEFT__HTTP_RESPONSE;
+  uint8_t fl =
+      keep ? NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE
+           : NGHTTP2_NV_FLAG_NONE;
   size_t n;
   nv_room room;
-  nghttp2_nv *nv = make_nv(&m->hdrs, 6, &n, room.nv);
+  nghttp2_nv *nv = make_nv(&m->hdrs, 6, &n, room.nv, keep ? &m->arena : NULL);
   if (nv == NULL)
     return WEFT_ENOMEM;
   size_t k = 0;
-  char st[4], cl[24];
-  const char *date = NULL;
-  size_t datel = 0;
+  char buf[28];
+  char *st = buf, *cl = buf + 4;
+  if (keep && (st = weft__arena_alloc(&m->arena, sizeof buf)) == NULL) {
+    if (nv != room.nv)
+      weft__free(nv);
+    return WEFT_ENOMEM;
+  }
+  if (keep)
+    cl = st + 4;
   if (m->kind == WEFT__HTTP_RESPONSE) {
     st[0] = (char)('0' + m->status / 100 % 10);
     st[1] = (char)('0' + m->status / 10 % 10);
     st[2] = (char)('0' + m->status % 10);
-    nv[k++] = NV(":status", st, 3);
+    nv[k++] = NV(":status", st, 3, fl);
     if (h->server) {
-      datel = weft__http_date(&date);
-      /* "Date: <value>\r\n" */
-      nv[k++] = NV("date", date + 6, datel - 8);
+      /* "Date: <value>\r\n", in the thread's cache: the text may turn to
+       * the next second before the frame goes, never its length or
+       * place. */
+      const char *date;
+      size_t datel = weft__http_date(&date);
+      nv[k++] = NV("date", date + 6, datel - 8, fl);
     }
   } else {
-    nv[k++] = NV(":method", m->method, strlen(m->method));
+    nv[k++] = NV(":method", m->method, strlen(m->method), fl);
     const char *scheme = m->scheme ? m->scheme : "https";
-    nv[k++] = NV(":scheme", scheme, strlen(scheme));
-    nv[k++] = NV(":authority", m->authority, strlen(m->authority));
-    nv[k++] = NV(":path", m->target, strlen(m->target));
+    nv[k++] = NV(":scheme", scheme, strlen(scheme), fl);
+    nv[k++] = NV(":authority", m->authority, strlen(m->authority), fl);
+    nv[k++] = NV(":path", m->target, strlen(m->target), fl);
   }
   if (m->content_length >= 0)
     nv[k++] = NV("content-length", cl,
-                 weft__http_fmt_dec(cl, (uint64_t)m->content_length));
+                 weft__http_fmt_dec(cl, (uint64_t)m->content_length), fl);
   /* The fixed entries go before the fields: move the fields down. */
   if (k < 6)
     memmove(nv + k, nv + 6, (n - 6) * sizeof *nv);
@@ -698,7 +728,7 @@ int weft__h2_submit_trailers(weft__h2 *h, int32_t sid,
                              const weft__http_hdrs *t) {
   size_t n;
   nv_room room;
-  nghttp2_nv *nv = make_nv(t, 0, &n, room.nv);
+  nghttp2_nv *nv = make_nv(t, 0, &n, room.nv, NULL);
   if (nv == NULL)
     return WEFT_ENOMEM;
   int rc = nghttp2_submit_trailer(h->s, sid, nv, n);

@@ -16,6 +16,7 @@
 static __thread uint8_t batch[BATCH];
 
 int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
+  uint8_t *b = batch; /* the thread's buffer, looked up once */
   size_t used = 0;
   for (;;) {
     if (weft__stream_wqueued(st) + used >= high)
@@ -27,7 +28,7 @@ int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
     if (n == 0)
       break;
     if (used + (size_t)n > BATCH) {
-      struct iovec iov = {batch, used};
+      struct iovec iov = {b, used};
       int rc = used ? weft_stream_try_writev(st, &iov, 1) : 0;
       used = 0;
       if (rc != 0)
@@ -42,11 +43,11 @@ int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
         return rc;
       continue;
     }
-    memcpy(batch + used, data, (size_t)n);
+    memcpy(b + used, data, (size_t)n);
     used += (size_t)n;
   }
   if (used > 0) {
-    struct iovec iov = {batch, used};
+    struct iovec iov = {b, used};
     return weft_stream_try_writev(st, &iov, 1);
   }
   return 0;

@@ -246,9 +246,9 @@ void weft__hbuf_free(weft__hbuf *b) {
 
 /* ---- Date ---- */
 
-static __thread time_t date_at = -1;
-static __thread char date_buf[64];
-static __thread size_t date_len;
+static __thread time_t date_at WEFT__TLS_IE = -1;
+static __thread char date_buf[64] WEFT__TLS_IE;
+static __thread size_t date_len WEFT__TLS_IE;
 
 size_t weft__http_date(const char **out) {
   time_t now = time(NULL);

@@ -225,8 +225,14 @@ weft__loop_slot *weft__loop_slot_get(weft_loop *loop, const void *key);
 /* Takes `s` off its loop without calling fini (the module frees it). */
 void weft__loop_slot_remove(weft__loop_slot *s);
 
+/* Thread-locals read on every request use the initial-exec model: an
+ * offset from the thread pointer, where the default model for a shared
+ * library calls __tls_get_addr at each use. Only for small variables: the
+ * room for them is short when the library is loaded by dlopen. */
+#define WEFT__TLS_IE __attribute__((tls_model("initial-exec")))
+
 /* Per-thread current loop. */
-extern __thread weft_loop *weft__tls_loop;
+extern __thread weft_loop *weft__tls_loop WEFT__TLS_IE;
 
 static inline weft_loop *weft__loop(void) { return weft__tls_loop; }
 

@@ -17,7 +17,7 @@
 
 #include "internal.h"
 
-__thread weft_loop *weft__tls_loop;
+__thread weft_loop *weft__tls_loop WEFT__TLS_IE;
 
 /* ---- thread-safe calls ---- */
 
