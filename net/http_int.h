@@ -187,6 +187,8 @@ void weft__h2_conn_free(hconn *c);
 void weft__h2_conn_timeout(hconn *c);
 void weft__h2_conn_shutdown(hconn *c);
 void weft__h2_conn_cancel(hconn *c); /* cancels every handler */
+/* RST_STREAMs c's client has sent so far (0 without a session). */
+uint64_t weft__h2_conn_resets(const hconn *c);
 /* Frees the server's cache of HTTP/2 stream objects. */
 void weft__h2_cache_free(weft_http_server *s);
 /* The server's flush event: writes the frames of every dirty connection. */

@@ -343,6 +343,12 @@ void weft_http_server_stats_get(const weft_http_server *s,
   out->idle = 0;
   const weft__list *it;
   weft__list_foreach(it, &s->tq[TQ_IDLE]) out->idle++;
+  /* Live HTTP/2 sessions count their resets; a closed one added its own. */
+  weft__list_foreach(it, &s->conns) {
+    const hconn *c = weft__container_of(it, hconn, link);
+    if (c->kind == HC_H2)
+      out->h2_resets_recv += weft__h2_conn_resets(c);
+  }
 }
 
 /* Starts the graceful part: no new connections, idle ones closed, busy

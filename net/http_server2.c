@@ -512,9 +512,14 @@ void weft__h2_conn_free(hconn *c) {
     return;
   if (weft__list_linked(&h->dirty_link))
     weft__list_remove(&h->dirty_link);
+  c->srv->stats.h2_resets_recv += weft__h2_resets_recv(h->sess);
   weft__h2_free(h->sess);
   weft__free(h);
   c->h2 = NULL;
+}
+
+uint64_t weft__h2_conn_resets(const hconn *c) {
+  return c->h2 != NULL ? weft__h2_resets_recv(c->h2->sess) : 0;
 }
 
 /* The connection is closing: every handler is cancelled, and stream objects

@@ -424,7 +424,7 @@ static int m_rapid_reset(void *arg) {
   weft_http_server_stats st;
   weft_http_server_stats_get(srv, &st);
   T_GE(st.h2_goaways_calm, 1);
-  T_GE(st.h2_resets_recv, 0);
+  T_GE(st.h2_resets_recv, 1000); /* the glitch budget's worth, at least */
   still_served(port);
   th_stop(srv, &a);
   return 0;
