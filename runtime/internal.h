@@ -114,6 +114,18 @@ typedef struct weft__tscall {
  * or WEFT_ECLOSED. Any thread. */
 int weft__loop_post(weft_loop *loop, weft__tscall *c);
 
+/* An fd in the loop's own epoll set (io.c), embedded in its owner. The
+ * callback gets the kernel's epoll flags as they are (EPOLLRDHUP, EPOLLHUP
+ * and EPOLLERR included, which libevent folds away), or 0 when it runs
+ * because of weft__io_kick. It runs on the loop's thread, outside any task,
+ * and may free its owner (after weft__io_del). */
+typedef struct weft__io {
+  void (*cb)(struct weft__io *io, uint32_t events);
+  weft_loop *loop; /* NULL once deleted */
+  int fd;
+  weft__list kick;
+} weft__io;
+
 struct weft_loop {
   weft__ctx ctx; /* the thread's own context: the scheduler runs here */
   weft_task *current;
@@ -137,7 +149,7 @@ struct weft_loop {
   bool ts_closed;
   int notify_fd; /* eventfd (or pipe read end) that wakes the loop */
   int notify_wfd;
-  struct event *notify_ev;
+  weft__io notify_io; /* in the loop's own set: no wait behind libevent's */
 
   weft__stack_pool pool;
   weft__stack dead_stack; /* of the task that just returned; freed off it */
@@ -174,19 +186,8 @@ struct weft_loop {
    * callback must run at the next poll. */
   struct weft__ioset *io;
   weft__list io_kicked;
+  uint64_t base_polled; /* loop clock of libevent's last poll */
 };
-
-/* An fd in the loop's own epoll set (io.c), embedded in its owner. The
- * callback gets the kernel's epoll flags as they are (EPOLLRDHUP, EPOLLHUP
- * and EPOLLERR included, which libevent folds away), or 0 when it runs
- * because of weft__io_kick. It runs on the loop's thread, outside any task,
- * and may free its owner (after weft__io_del). */
-typedef struct weft__io {
-  void (*cb)(struct weft__io *io, uint32_t events);
-  weft_loop *loop; /* NULL once deleted */
-  int fd;
-  weft__list kick;
-} weft__io;
 
 /* Adds fd to the loop's set with `events` (EPOLLIN, EPOLLET, ...; cb set by
  * the caller). Returns 0, WEFT_ENOMEM, or a negated errno. */
@@ -203,6 +204,13 @@ bool weft__io_kicks_pending(const weft_loop *loop);
  * 0, WEFT_ENOMEM, or a negated errno. */
 int weft__io_init(weft_loop *loop);
 void weft__io_run_kicks(weft_loop *loop);
+/* Collects the set's ready fds without blocking and runs their callbacks,
+ * for a loop that polls the set before libevent's. Returns how many were
+ * ready. */
+int weft__io_poll(weft_loop *loop);
+/* Whether the set's fds kept the loop busy of late, so that polling the set
+ * alone likely finds some ready (io.c says when). */
+bool weft__io_busy(const weft_loop *loop);
 void weft__io_fini(weft_loop *loop);
 
 /* Per-loop slots: the one hook for state a module keeps per loop and makes on

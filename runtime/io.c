@@ -11,10 +11,11 @@
  *
  * The set is one more fd in libevent's epoll, watched level-triggered: when
  * any of its fds is ready, libevent calls io_ready, which collects the ready
- * fds with a non-blocking epoll_wait and calls each one's callback. That is
- * a second epoll_wait per loop turn with ready sockets, shared by all of
- * them. The set is made with the loop, so fd counts stay flat whenever the
- * first socket comes.
+ * fds with a non-blocking epoll_wait and calls each one's callback. A loop
+ * that is busy polls the set itself first (weft__io_poll, from poll_io), so
+ * a busy turn costs that one epoll_wait, not libevent's and then the set's.
+ * The set is made with the loop, so fd counts stay flat whenever the first
+ * socket comes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,16 +34,15 @@ struct weft__ioset {
   int epfd;
   struct event *ev;
   struct epoll_event batch[IO_BATCH];
-  int n, i; /* the batch being dispatched, and where */
+  int n, i;  /* the batch being dispatched, and where */
+  bool busy; /* poll_io polls the set before libevent's (weft__io_poll) */
 };
 
-static void io_ready(evutil_socket_t fd, short what, void *arg) {
-  (void)what;
-  weft_loop *loop = arg;
-  struct weft__ioset *set = loop->io;
+/* Collects the ready fds without blocking and calls each one's callback. */
+static int poll_set(struct weft__ioset *set) {
   int n;
   do
-    n = epoll_wait((int)fd, set->batch, IO_BATCH, 0);
+    n = epoll_wait(set->epfd, set->batch, IO_BATCH, 0);
   while (n < 0 && errno == EINTR);
   set->n = n > 0 ? n : 0;
   for (set->i = 0; set->i < set->n; set->i++) {
@@ -50,7 +50,28 @@ static void io_ready(evutil_socket_t fd, short what, void *arg) {
     if (io != NULL) /* NULL: removed by an earlier callback of this batch */
       io->cb(io, set->batch[set->i].events);
   }
+  n = set->n;
   set->n = set->i = 0;
+  return n;
+}
+
+/* The set turns busy when libevent's wait found it with several fds ready
+ * (a loop running behind its sockets, as under load; one fd is what a
+ * ping-pong with one peer looks like), and stays busy while the loop's own
+ * polls find any. */
+int weft__io_poll(weft_loop *loop) {
+  int n = poll_set(loop->io);
+  loop->io->busy = n > 0;
+  return n;
+}
+
+bool weft__io_busy(const weft_loop *loop) { return loop->io->busy; }
+
+static void io_ready(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  weft_loop *loop = arg;
+  loop->io->busy = poll_set(loop->io) > 1;
 }
 
 int weft__io_init(weft_loop *loop) {

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -45,10 +46,11 @@ static void run_tscalls(weft_loop *loop) {
   }
 }
 
-static void notify_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  weft_loop *loop = arg;
+/* The eventfd sits in the loop's own set (level-triggered), so a call from
+ * another thread is seen by the poll a busy loop makes every turn. */
+static void on_notify(weft__io *io, uint32_t events) {
+  (void)events;
+  weft_loop *loop = weft__container_of(io, weft_loop, notify_io);
   drain_notify(loop);
   run_tscalls(loop);
 }
@@ -118,10 +120,33 @@ static void arm_wakeup(weft_loop *loop, uint64_t due) {
     loop->timer_ev_due = due;
 }
 
-/* One poll of libevent. Blocks only when no task is ready. */
-static void poll_io(weft_loop *loop) {
-  loop->stats.loop_iterations++;
-  if (!weft__list_empty(&loop->runq) || weft__io_kicks_pending(loop)) {
+/* How long libevent's events (listeners, signals, c-ares, UDP, connects,
+ * timers, and those a user adds to weft_loop_base) may wait while the loop's
+ * own set keeps it busy: libevent's timers are as coarse. Events made active
+ * (event_active) never wait. */
+#define BASE_POLL_NS 1000000u
+
+/* A busy turn polls the loop's own set alone: one epoll_wait, where going
+ * through libevent costs two (libevent's, which reports the set, then the
+ * set's) and has the kernel poll the set's ready sockets twice. libevent's
+ * turn comes when the set has nothing ready (then the loop may block, and
+ * only libevent's wait covers everything), when it has active events, and
+ * at least every BASE_POLL_NS. Only while the set is busy: with one peer in
+ * ping-pong, a first poll of the set would mostly find it empty and cost
+ * one call more. */
+static bool poll_own_set(weft_loop *loop, bool ready) {
+  if (loop->virtual_clock || !weft__io_busy(loop) ||
+      loop->now - loop->base_polled >= BASE_POLL_NS)
+    return false;
+  return (weft__io_poll(loop) > 0 || ready) &&
+         event_base_get_num_events(loop->base, EVENT_BASE_COUNT_ACTIVE) == 0;
+}
+
+/* One poll of libevent, which holds the loop's own set too. Blocks only
+ * when no task is ready. */
+static void poll_base(weft_loop *loop, bool ready) {
+  loop->base_polled = loop->now;
+  if (ready) {
     event_base_loop(loop->base, EVLOOP_NONBLOCK);
   } else if (loop->virtual_clock) {
     event_base_loop(loop->base, EVLOOP_NONBLOCK);
@@ -145,6 +170,14 @@ static void poll_io(weft_loop *loop) {
       arm_wakeup(loop, next);
     event_base_loop(loop->base, EVLOOP_ONCE);
   }
+}
+
+/* One poll for I/O, then the timers that came due. */
+static void poll_io(weft_loop *loop) {
+  loop->stats.loop_iterations++;
+  bool ready = !weft__list_empty(&loop->runq) || weft__io_kicks_pending(loop);
+  if (!poll_own_set(loop, ready))
+    poll_base(loop, ready);
   weft__io_run_kicks(loop);
   weft__loop_update_time(loop);
   weft__timers_fire(loop);
@@ -209,8 +242,6 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
     goto fail;
   }
   loop->notify_wfd = loop->notify_fd;
-  loop->notify_ev = event_new(loop->base, loop->notify_fd, EV_READ | EV_PERSIST,
-                              notify_cb, loop);
   loop->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (loop->timer_fd < 0) {
     rc = -errno;
@@ -218,11 +249,13 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   }
   loop->timer_ev = event_new(loop->base, loop->timer_fd, EV_READ | EV_PERSIST,
                              timer_cb, loop);
-  if (loop->notify_ev == NULL || loop->timer_ev == NULL ||
-      event_add(loop->notify_ev, NULL) != 0 ||
-      event_add(loop->timer_ev, NULL) != 0)
+  if (loop->timer_ev == NULL || event_add(loop->timer_ev, NULL) != 0)
     goto fail;
   if ((rc = weft__io_init(loop)) != 0)
+    goto fail;
+  loop->notify_io.cb = on_notify;
+  if ((rc = weft__io_add(loop, &loop->notify_io, loop->notify_fd, EPOLLIN)) !=
+      0)
     goto fail;
 
   loop->altstack = weft__sigaltstack_install();
@@ -235,8 +268,7 @@ int weft_loop_new(weft_loop **out, const weft_loop_opts *opts) {
   return 0;
 
 fail:
-  if (loop->notify_ev)
-    event_free(loop->notify_ev);
+  weft__io_fini(loop);
   if (loop->timer_ev)
     event_free(loop->timer_ev);
   if (loop->notify_fd >= 0)
@@ -349,10 +381,10 @@ int weft_loop_free(weft_loop *loop) {
   pthread_mutex_unlock(&loop->tslock);
   run_tscalls(loop); /* calls that raced in before the close still run */
   fini_slots(loop);
+  weft__io_del(&loop->notify_io);
   weft__io_fini(loop);
   weft__signal_fini(loop);
   weft__debug_fini(loop);
-  event_free(loop->notify_ev);
   event_free(loop->timer_ev);
   close(loop->notify_fd);
   close(loop->timer_fd);

@@ -3,7 +3,8 @@
  * peers that reset or close mid-read, a writer that outpaces its reader
  * (the queue stays under the high-water mark, drain waits), cancellation
  * and deadlines in connect, read and write, Happy Eyeballs with an address
- * that never answers, frees under waiting tasks, and no leaked sockets. */
+ * that never answers, frees under waiting tasks, a loop kept busy by streams
+ * that still serves libevent's events, and no leaked sockets. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <netinet/in.h>
@@ -928,6 +929,95 @@ static int m_pingpong(void *arg) {
 }
 static void test_pingpong(void) { RUN(m_pingpong); }
 
+/* ---- a busy loop still serves libevent ---- */
+
+/* Sends a byte and waits for it back, until cancelled. */
+static int m_ping(void *arg) {
+  weft_stream *s = arg;
+  char b = 'x';
+  for (;;) {
+    int rc = weft_stream_write(s, &b, 1);
+    if (rc == 0)
+      rc = weft_stream_read_exactly(s, &b, 1);
+    if (rc != 0)
+      return rc == WEFT_ECANCELED ? 0 : rc;
+  }
+}
+
+/* Sends back every byte it gets, until cancelled. */
+static int m_pong(void *arg) {
+  weft_stream *s = arg;
+  char b;
+  for (;;) {
+    int rc = weft_stream_read_exactly(s, &b, 1);
+    if (rc == 0)
+      rc = weft_stream_write(s, &b, 1);
+    if (rc != 0)
+      return rc == WEFT_ECANCELED ? 0 : rc;
+  }
+}
+
+static void set_flag(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  *(bool *)arg = true;
+}
+static void set_flag_call(void *arg) { *(bool *)arg = true; }
+
+/* Streams that keep the loop's own epoll set busy (several ready each turn,
+ * so the loop polls that set alone) must not starve what waits in
+ * libevent's: an fd event, a timer, a thread-safe call. */
+#define BUSY_PAIRS 8
+static int m_busy_loop_libevent(void *arg) {
+  (void)arg;
+  weft_stream *st[BUSY_PAIRS][2];
+  weft_task *t[BUSY_PAIRS][2];
+  for (int i = 0; i < BUSY_PAIRS; i++) {
+    unix_pair(&st[i][0], &st[i][1]);
+    T_OK(weft_spawn(&t[i][0], m_ping, st[i][0]));
+    T_OK(weft_spawn(&t[i][1], m_pong, st[i][1]));
+  }
+  T_OK(weft_sleep(0.01)); /* the ping-pongs are under way */
+
+  struct event_base *base = weft_loop_base(weft_loop_current());
+  bool piped = false, timed = false, called = false;
+  int pfd[2];
+  T_EQ(pipe(pfd), 0);
+  struct event *pev = event_new(base, pfd[0], EV_READ, set_flag, &piped);
+  struct event *tev = evtimer_new(base, set_flag, &timed);
+  struct timeval five_ms = {0, 5000};
+  T_TRUE(pev != NULL && tev != NULL);
+  T_EQ(event_add(pev, NULL), 0);
+  T_EQ(event_add(tev, &five_ms), 0);
+  T_EQ(write(pfd[1], "x", 1), 1);
+  T_OK(weft_loop_call_threadsafe(weft_loop_current(), set_flag_call, &called));
+  double t0 = weft_now();
+  while (!(piped && timed && called) && weft_now() - t0 < 5)
+    T_OK(weft_sleep(0.001));
+  T_TRUE(piped);
+  T_TRUE(timed);
+  T_TRUE(called);
+  T_LE(weft_now() - t0, 1.0);
+
+  for (int i = 0; i < BUSY_PAIRS; i++)
+    for (int j = 0; j < 2; j++) {
+      int r = -1;
+      weft_cancel(t[i][j]);
+      T_OK(weft_join(t[i][j], &r));
+      T_EQ(r, 0);
+    }
+  for (int i = 0; i < BUSY_PAIRS; i++) {
+    weft_stream_free(st[i][0]);
+    weft_stream_free(st[i][1]);
+  }
+  event_free(pev);
+  event_free(tev);
+  close(pfd[0]);
+  close(pfd[1]);
+  return 0;
+}
+static void test_busy_loop_libevent(void) { RUN(m_busy_loop_libevent); }
+
 /* ---- failing allocations ---- */
 
 static long live, countdown, failures;
@@ -1091,6 +1181,7 @@ static const t_case cases[] = {
     {"from_fd", test_from_fd},
     {"options", test_options},
     {"pingpong", test_pingpong},
+    {"busy_loop_libevent", test_busy_loop_libevent},
     {"failing_allocations", test_failing_allocations},
     {NULL, NULL},
 };
