@@ -16,6 +16,7 @@ struct weft__h2 {
   uint32_t hb_count;
   bool hb_too_big;
   bool hb_trailers;
+  uint16_t hb_seen; /* RQ_*: what a request head has shown so far */
   weft__http_msg *hb_msg;
   int32_t hb_sid; /* its stream, and that stream's pointer */
   void *hb_ud;
@@ -204,7 +205,11 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
   h->hb_too_big = false;
   h->hb_msg = NULL;
   h->hb_sid = 0;
-  void *ud = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+  h->hb_seen = 0;
+  /* A request opens its stream: nothing is set on it yet. */
+  void *ud = f->headers.cat == NGHTTP2_HCAT_REQUEST
+                 ? NULL
+                 : nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
   h->hb_trailers = f->headers.cat == NGHTTP2_HCAT_HEADERS;
   weft__http_msg *msg = NULL;
   void *nud = h->ev.begin(h->owner, f->hd.stream_id, ud, &msg);
@@ -222,10 +227,257 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
   return 0;
 }
 
+/* ---- a request's checks ----
+ *
+ * A server's session has nghttp2's HTTP checks off (they cost a tenth of
+ * the server's time a request: a second pass over every field) and makes
+ * them here, in the pass that stores the fields, as nghttp2 1.52 makes
+ * them (RFC 9113 8.2 and 8.3): a field name is lower-case token
+ * characters; a value has no NUL, CR, LF or other control byte but HTAB,
+ * and no white space at either end; pseudo-header fields are the four of a
+ * request, once each, not empty, before every other field, never in
+ * trailers; connection-specific fields are refused, TE may only say
+ * "trailers"; Content-Length is one decimal number, and the body's length
+ * must match it (checked by the owner: weft__h2_body_check). A request
+ * needs :method, :scheme, :path, and :authority or Host; an http(s) :path
+ * starts with '/' (or is "*" for OPTIONS). CONNECT is refused (weft has no
+ * tunnels). A broken request head resets its stream with PROTOCOL_ERROR and
+ * counts as a glitch; a regular field with a bad name (but no upper case)
+ * or value is dropped, as nghttp2 drops it.
+ */
+enum {
+  RQ_METHOD = 1 << 0,
+  RQ_PATH = 1 << 1,
+  RQ_SCHEME = 1 << 2,
+  RQ_AUTHORITY = 1 << 3,
+  RQ_HOST = 1 << 4,
+  RQ_REGULAR = 1 << 5, /* a regular field came: no pseudo-header after it */
+  RQ_LENGTH = 1 << 6,
+  RQ_OPTIONS = 1 << 7,
+  RQ_PATH_SLASH = 1 << 8,
+  RQ_PATH_STAR = 1 << 9,
+  RQ_HTTP = 1 << 10, /* :scheme is http or https */
+};
+
+/* What a field is, for on_header. */
+enum {
+  F_BAD = -1, /* the request is broken */
+  F_FIELD,    /* a regular field to keep */
+  F_DROP,     /* a regular field to drop */
+  F_METHOD,
+  F_PATH,
+  F_SCHEME,
+  F_AUTHORITY,
+  F_STATUS,
+  F_PSEUDO, /* another pseudo-header field (a client's: ignored) */
+  F_LENGTH, /* content-length */
+  F_HOST,
+  F_EXPECT
+};
+
+/* Byte classes, one table. */
+enum {
+  C_NAME = 1,    /* lower-case tchar (RFC 9110 5.6.2) */
+  C_TCHAR = 2,   /* tchar */
+  C_VALUE = 4,   /* field-vchar, SP, HTAB (RFC 9110 5.5) */
+  C_PATH = 8,    /* C_VALUE but SP and HTAB */
+  C_AUTH = 16,   /* RFC 3986 authority: unreserved, sub-delims, : @ [ ] % */
+  C_SCHEME = 32, /* ALPHA DIGIT + - . */
+  C_ALPHA = 64,
+  C_DIGIT = 128
+};
+#define ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define TSYM(c)                                                                \
+  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' ||       \
+   (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||      \
+   (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
+#define ASYM(c)                                                                \
+  ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' ||       \
+   (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||      \
+   (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' ||       \
+   (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' || (c) == '%')
+#define VAL(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f))
+#define CL(c)                                                                  \
+  (((ALPHA(c) && !((c) >= 'A' && (c) <= 'Z')) || DIGIT(c) || TSYM(c) ? C_NAME  \
+                                                                     : 0) |    \
+   (ALPHA(c) || DIGIT(c) || TSYM(c) ? C_TCHAR : 0) | (VAL(c) ? C_VALUE : 0) |  \
+   (VAL(c) && (c) != ' ' && (c) != '\t' ? C_PATH : 0) |                        \
+   (ALPHA(c) || DIGIT(c) || ASYM(c) ? C_AUTH : 0) |                            \
+   (ALPHA(c) || DIGIT(c) || (c) == '+' || (c) == '-' || (c) == '.' ? C_SCHEME  \
+                                                                   : 0) |      \
+   (ALPHA(c) ? C_ALPHA : 0) | (DIGIT(c) ? C_DIGIT : 0))
+#define CL4(c) CL(c), CL(c + 1), CL(c + 2), CL(c + 3)
+#define CL16(c) CL4(c), CL4(c + 4), CL4(c + 8), CL4(c + 12)
+#define CL64(c) CL16(c), CL16(c + 16), CL16(c + 32), CL16(c + 48)
+static const uint8_t cls[256] = {CL64(0), CL64(64), CL64(128), CL64(192)};
+#undef CL64
+#undef CL16
+#undef CL4
+#undef CL
+#undef VAL
+#undef ASYM
+#undef TSYM
+#undef DIGIT
+#undef ALPHA
+
+/* True when every byte of p[0..n) is of class c: the classes of four
+ * bytes at a time are and-ed, no branch a byte. */
+static bool all(const uint8_t *p, size_t n, uint8_t c) {
+  unsigned acc = c;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    acc &=
+        (unsigned)(cls[p[i]] & cls[p[i + 1]] & cls[p[i + 2]] & cls[p[i + 3]]);
+  for (; i < n; i++)
+    acc &= cls[p[i]];
+  return acc == c;
+}
+
+/* A field value as RFC 9113 8.2.1 wants it. */
+static bool value_ok(const uint8_t *v, size_t n) {
+  if (n > 0 &&
+      (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+    return false;
+  return all(v, n, C_VALUE);
+}
+
+/* Marks a once-only field seen; false when it came before or is empty. */
+static bool once(weft__h2 *h, uint16_t flag, size_t vl) {
+  if ((h->hb_seen & flag) || vl == 0)
+    return false;
+  h->hb_seen |= flag;
+  return true;
+}
+
 /* Compares with a string literal: the length first, so most names fail
  * without a call. */
 #define is(n, nl, lit)                                                         \
   ((nl) == sizeof(lit) - 1 && memcmp((n), (lit), sizeof(lit) - 1) == 0)
+
+/* Checks one field of a request head (or trailers) on a server, and says
+ * what it is (F_*). */
+static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
+                       const uint8_t *v, size_t vl) {
+  if (nl > 0 && n[0] == ':') {
+    if (h->hb_trailers || (h->hb_seen & RQ_REGULAR))
+      return F_BAD;
+    if (is(n, nl, ":method")) {
+      if (!once(h, RQ_METHOD, vl) || !all(v, vl, C_TCHAR) ||
+          is(v, vl, "CONNECT"))
+        return F_BAD;
+      if (is(v, vl, "OPTIONS"))
+        h->hb_seen |= RQ_OPTIONS;
+      return F_METHOD;
+    }
+    if (is(n, nl, ":path")) {
+      if (!once(h, RQ_PATH, vl) || !all(v, vl, C_PATH))
+        return F_BAD;
+      if (v[0] == '/')
+        h->hb_seen |= RQ_PATH_SLASH;
+      else if (vl == 1 && v[0] == '*')
+        h->hb_seen |= RQ_PATH_STAR;
+      return F_PATH;
+    }
+    if (is(n, nl, ":scheme")) {
+      if (!once(h, RQ_SCHEME, vl) || !(cls[v[0]] & C_ALPHA) ||
+          !all(v, vl, C_SCHEME))
+        return F_BAD;
+      if (is(v, vl, "http") || is(v, vl, "https") ||
+          (vl == 4 && weft__http_ieq((const char *)v, "http", 4)) ||
+          (vl == 5 && weft__http_ieq((const char *)v, "https", 5)))
+        h->hb_seen |= RQ_HTTP;
+      return F_SCHEME;
+    }
+    if (is(n, nl, ":authority")) {
+      if (!once(h, RQ_AUTHORITY, vl) || !all(v, vl, C_AUTH))
+        return F_BAD;
+      return F_AUTHORITY;
+    }
+    return F_BAD; /* :status, :protocol, unknown */
+  }
+  h->hb_seen |= RQ_REGULAR;
+  if (nl == 0 || !all(n, nl, C_NAME)) {
+    for (size_t i = 0; i < nl; i++)
+      if (n[i] >= 'A' && n[i] <= 'Z')
+        return F_BAD; /* upper case: never in HTTP/2 */
+    return F_DROP;
+  }
+  switch (nl) {
+  case 2:
+    if (is(n, nl, "te") &&
+        !(vl == 8 && weft__http_ieq((const char *)v, "trailers", 8)))
+      return F_BAD;
+    break;
+  case 4:
+    if (is(n, nl, "host")) {
+      if (!all(v, vl, C_AUTH))
+        return F_DROP;
+      if (!once(h, RQ_HOST, vl))
+        return F_BAD;
+      return F_HOST;
+    }
+    break;
+  case 6:
+    if (is(n, nl, "expect") && value_ok(v, vl))
+      return F_EXPECT;
+    break;
+  case 7:
+    if (is(n, nl, "upgrade"))
+      return F_BAD;
+    break;
+  case 10:
+    if (is(n, nl, "connection") || is(n, nl, "keep-alive"))
+      return F_BAD;
+    break;
+  case 14:
+    if (is(n, nl, "content-length")) {
+      /* At most 18 digits: no overflow. */
+      if (h->hb_trailers || !once(h, RQ_LENGTH, vl) || vl > 18 ||
+          !all(v, vl, C_DIGIT))
+        return F_BAD;
+      return F_LENGTH;
+    }
+    break;
+  case 16:
+    if (is(n, nl, "proxy-connection"))
+      return F_BAD;
+    break;
+  case 17:
+    if (is(n, nl, "transfer-encoding"))
+      return F_BAD;
+    break;
+  }
+  return value_ok(v, vl) ? F_FIELD : F_DROP;
+}
+
+/* What a field of a response is (a client's session: nghttp2 checked it). */
+static int field_kind(const uint8_t *n, size_t nl) {
+  if (nl > 0 && n[0] == ':')
+    return is(n, nl, ":status") ? F_STATUS : F_PSEUDO;
+  if (is(n, nl, "content-length"))
+    return F_LENGTH;
+  return F_FIELD;
+}
+
+/* A request head is complete: are the fields it needs there? */
+static bool head_ok(const weft__h2 *h) {
+  uint16_t m = h->hb_seen;
+  if ((m & (RQ_METHOD | RQ_PATH | RQ_SCHEME)) !=
+          (RQ_METHOD | RQ_PATH | RQ_SCHEME) ||
+      !(m & (RQ_AUTHORITY | RQ_HOST)))
+    return false;
+  return !(m & RQ_HTTP) || (m & RQ_PATH_SLASH) ||
+         ((m & RQ_OPTIONS) && (m & RQ_PATH_STAR));
+}
+
+/* The request on `sid` is broken: RST_STREAM PROTOCOL_ERROR (before
+ * nghttp2's own INTERNAL_ERROR, which then is not sent), and a glitch. */
+static void bad_request(weft__h2 *h, int32_t sid) {
+  nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, sid,
+                            NGHTTP2_PROTOCOL_ERROR);
+  (void)weft__h2_glitch(h);
+}
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                      const uint8_t *name, size_t nl, const uint8_t *value,
@@ -235,6 +487,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   weft__h2 *h = user;
   weft__http_msg *m = h->hb_msg;
   if (m == NULL || f->hd.type != NGHTTP2_HEADERS)
+    return 0;
+  int kind =
+      h->server ? check_field(h, name, nl, value, vl) : field_kind(name, nl);
+  if (kind == F_BAD) {
+    bad_request(h, f->hd.stream_id);
+    h->hb_msg = NULL;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the rest is skipped */
+  }
+  if (kind == F_DROP)
     return 0;
   /* RFC 9113 6.5.2: the size of a header list counts 32 bytes a field.
    * Fields past a limit are dropped (decoding goes on, so the HPACK state
@@ -249,28 +510,35 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   if (h->hb_too_big)
     return 0;
   const char *n = (const char *)name, *v = (const char *)value;
-  if (nl > 0 && name[0] == ':') {
-    if (is(name, nl, ":path"))
-      return weft__http_msg_set_target(m, v, vl) == 0
-                 ? 0
-                 : NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (!is(name, nl, ":status")) {
-      char *copy = weft__arena_strndup(&m->arena, v, vl);
-      if (copy == NULL)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-      if (is(name, nl, ":method"))
-        m->method = copy;
-      else if (is(name, nl, ":authority"))
-        m->authority = copy;
-      else if (is(name, nl, ":scheme"))
-        m->scheme = copy;
-    } else {
-      int st = 0;
-      for (size_t i = 0; i < vl && i < 3; i++)
-        st = st * 10 + (v[i] - '0');
-      m->status = st;
-    }
+  char *copy;
+  switch (kind) {
+  case F_PATH:
+    return weft__http_msg_set_target(m, v, vl) == 0
+               ? 0
+               : NGHTTP2_ERR_CALLBACK_FAILURE;
+  case F_METHOD:
+  case F_AUTHORITY:
+  case F_SCHEME:
+    if ((copy = weft__arena_strndup(&m->arena, v, vl)) == NULL)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (kind == F_METHOD)
+      m->method = copy;
+    else if (kind == F_AUTHORITY)
+      m->authority = copy;
+    else
+      m->scheme = copy;
     return 0;
+  case F_STATUS: {
+    int st = 0;
+    for (size_t i = 0; i < vl && i < 3; i++)
+      st = st * 10 + (v[i] - '0');
+    m->status = st;
+    return 0;
+  }
+  case F_PSEUDO:
+    return 0;
+  default:
+    break;
   }
   weft__http_hdrs *list = h->hb_trailers ? &m->trailers : &m->hdrs;
   if (list->n >= h->lim.max_headers) {
@@ -279,18 +547,18 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   }
   if (weft__http_hdrs_add(m, list, n, nl, v, vl) != 0)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
-  if (!h->hb_trailers) {
-    if (is(name, nl, "content-length")) {
-      int64_t cl = 0;
-      for (size_t i = 0; i < vl; i++)
-        cl = cl * 10 + (v[i] - '0'); /* nghttp2 checked the digits */
-      m->content_length = cl;
-    } else if (is(name, nl, "host") && m->authority[0] == '\0') {
-      m->authority = list->v[list->n - 1].value;
-    } else if (is(name, nl, "expect") && vl == 12 &&
-               weft__http_ieq(v, "100-continue", 12)) {
-      m->expect_continue = true;
-    }
+  if (h->hb_trailers)
+    return 0;
+  if (kind == F_LENGTH) {
+    int64_t cl = 0;
+    for (size_t i = 0; i < vl; i++)
+      cl = cl * 10 + (v[i] - '0'); /* digits, checked */
+    m->content_length = cl;
+  } else if (kind == F_HOST && m->authority[0] == '\0') {
+    m->authority = list->v[list->n - 1].value;
+  } else if (kind == F_EXPECT && vl == 12 &&
+             weft__http_ieq(v, "100-continue", 12)) {
+    m->expect_continue = true;
   }
   return 0;
 }
@@ -309,6 +577,16 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
   case NGHTTP2_HEADERS:
     if (ud == NULL)
       return 0;
+    if (h->server && h->hb_msg != NULL &&
+        (h->hb_trailers
+             ? !end
+             : !head_ok(h) || (end && h->hb_msg->content_length > 0))) {
+      /* Trailers must end the stream; a head without a body must not
+       * promise one. */
+      h->hb_msg = NULL;
+      bad_request(h, sid);
+      return 0;
+    }
     h->hb_msg = NULL;
     if (h->ev.head(h->owner, ud, h->hb_trailers, end, h->hb_too_big) != 0)
       return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -365,6 +643,14 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int err,
   return 0;
 }
 
+bool weft__h2_body_ok(weft__h2 *h, int32_t sid, int64_t cl, uint64_t got,
+                      bool end) {
+  if (cl < 0 || (end ? got == (uint64_t)cl : got <= (uint64_t)cl))
+    return true;
+  bad_request(h, sid);
+  return false;
+}
+
 /* ---- sending bodies ---- */
 
 static ssize_t read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf,
@@ -414,6 +700,10 @@ int weft__h2_new(weft__h2 **out, bool server, const weft__h2_limits *lim,
       cb, on_invalid_frame);
   /* Windows open as the application consumes (weft__h2_consume). */
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* A server checks requests itself, in the pass that stores them (see
+   * check_field); a client leaves responses to nghttp2. */
+  if (server)
+    nghttp2_option_set_no_http_messaging(opt, 1);
   /* Flood limits, explicitly (their defaults in newer nghttp2 versions,
    * missing or different in older ones). */
   nghttp2_option_set_max_continuations(opt, 8);

@@ -19,6 +19,10 @@
  * "glitches" - peer-caused stream errors and resets - whose exhaustion
  * ends the session with GOAWAY ENHANCE_YOUR_CALM (CVE-2023-44487 rapid
  * reset, CVE-2025-8671 MadeYouReset; nghttp2 1.52 has no glitch counter).
+ * A server's session checks request heads itself (nghttp2's HTTP checks,
+ * a second pass over every field, are off for it; http2.c says what is
+ * checked), and its owner checks bodies against Content-Length
+ * (weft__h2_body_ok); a client's session keeps nghttp2's checks.
  */
 #ifndef WEFT_HTTP2_H
 #define WEFT_HTTP2_H
@@ -129,6 +133,13 @@ void weft__h2_consume(weft__h2 *h, int32_t sid, size_t n);
 /* Graceful end: GOAWAY with the last stream id seen; streams open go on.
  * With code != 0 (ENHANCE_YOUR_CALM, ...): ends the session now. */
 void weft__h2_goaway(weft__h2 *h, uint32_t code);
+/* Server: the request on `sid` has `got` body bytes so far (`end`: that is
+ * all). Returns false when that breaks its Content-Length `cl` (-1: none);
+ * the stream is then reset (PROTOCOL_ERROR) and a glitch counted. A
+ * server's session checks request heads itself, not bodies: its owner
+ * calls this. */
+bool weft__h2_body_ok(weft__h2 *h, int32_t sid, int64_t cl, uint64_t got,
+                      bool end);
 /* Counts one peer-caused error. Returns true when the budget is spent
  * (GOAWAY ENHANCE_YOUR_CALM was queued). */
 bool weft__h2_glitch(weft__h2 *h);

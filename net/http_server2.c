@@ -52,6 +52,7 @@ struct h2stream {
   size_t out_pos;
   weft__waiter *reader; /* handler waiting for body bytes */
   weft__waiter *writer; /* handler waiting for room in `out` */
+  uint64_t got;         /* body bytes received, for Content-Length */
   uint32_t code;        /* close code */
   bool in_end;          /* END_STREAM received */
   bool out_end;         /* no more body to send */
@@ -59,6 +60,7 @@ struct h2stream {
   bool closed;          /* nghttp2 closed the stream */
   bool started;         /* a handler task was spawned */
   bool body;            /* a body follows the response head */
+  bool bad;             /* the body broke Content-Length: reset */
 };
 
 static __thread uint8_t scratch[SCRATCH];
@@ -115,9 +117,10 @@ static h2stream *stream_alloc(weft_http_server *s) {
   st->in.len = st->in_pos = 0;
   st->out.len = st->out_pos = 0;
   st->reader = st->writer = NULL;
+  st->got = 0;
   st->code = 0;
   st->in_end = st->out_end = st->deferred = st->closed = st->started =
-      st->body = false;
+      st->body = st->bad = false;
   return st;
 }
 
@@ -260,7 +263,12 @@ static int ev_head(void *owner, void *ud, bool trailers, bool end,
 static int ev_data(void *owner, void *ud, const uint8_t *p, size_t n) {
   h2state *h = owner;
   h2stream *st = ud;
-  if (!st->started || (st->task == NULL && st->r->rstate != RS_NONE)) {
+  st->got += n;
+  if (st->bad || !weft__h2_body_ok(h->sess, st->r->sid,
+                                   st->r->req.content_length, st->got, false))
+    st->bad = true;
+  if (st->bad || !st->started ||
+      (st->task == NULL && st->r->rstate != RS_NONE)) {
     weft__h2_consume(h->sess, st->r->sid, n); /* nobody will read it */
     return 0;
   }
@@ -273,8 +281,13 @@ static int ev_data(void *owner, void *ud, const uint8_t *p, size_t n) {
 }
 
 static int ev_end(void *owner, void *ud) {
-  (void)owner;
+  h2state *h = owner;
   h2stream *st = ud;
+  if (st->bad || !weft__h2_body_ok(h->sess, st->r->sid,
+                                   st->r->req.content_length, st->got, true)) {
+    st->bad = true; /* reset: the handler hears of it as the stream closes */
+    return 0;
+  }
   st->in_end = true;
   wake(&st->reader, 0);
   return 0;

@@ -320,6 +320,7 @@ typedef struct h2seen {
   int goaway;      /* error code + 1, 0: none */
   int rst_refused; /* RST_STREAMs with REFUSED_STREAM */
   int rst_other;
+  int rst_protocol; /* of rst_other: PROTOCOL_ERROR */
   int headers;
   int ping_acks;
   bool closed;
@@ -352,6 +353,8 @@ static void h2_read(weft_stream *s, h2seen *seen, double secs) {
         seen->rst_refused++;
       else
         seen->rst_other++;
+      if (code == 1)
+        seen->rst_protocol++;
       break;
     }
     case 6:
@@ -395,6 +398,108 @@ static int m_h2_streams(void *arg) {
   return 0;
 }
 static void test_h2_streams(void) { RUN(m_h2_streams, NULL); }
+
+/* Broken requests (RFC 9113 8.2, 8.3, 8.1.1): each resets its stream with
+ * PROTOCOL_ERROR and is not answered; a regular field with a bad value is
+ * dropped and the request answered; the connection goes on. */
+/* HPACK, nothing indexed: GET, POST, :path / and :scheme http from the
+ * static table; :authority x, content-length and new names as literals. */
+#define GET "\x82\x84\x86"
+#define POST "\x83\x04\x05/body\x86"
+#define AUTH "\x01\x01x"
+#define CL(c) "\x0f\x0d\x01" c
+typedef struct h2case {
+  const char *what;
+  const char *block;
+  size_t n;
+  int flags; /* of HEADERS: 4 END_HEADERS, 1 END_STREAM */
+  int data;  /* body bytes sent after the head (-1: none), with END_STREAM */
+  bool trailers_open; /* 2 body bytes, then trailers without END_STREAM */
+  bool ok;
+} h2case;
+#define C(what, block, flags, data, tr, ok)                                    \
+  { what, block, sizeof block - 1, flags, data, tr, ok }
+static const h2case h2cases[] = {
+    C("upper-case name",
+      GET AUTH "\x00\x03"
+               "Foo\x01"
+               "b",
+      5, -1, false, false),
+    C("no :path", "\x82\x86" AUTH, 5, -1, false, false),
+    C("no :authority or host", GET, 5, -1, false, false),
+    C("connection field",
+      GET AUTH "\x00\x0a"
+               "connection\x05"
+               "close",
+      5, -1, false, false),
+    C("two :method", "\x82" GET AUTH, 5, -1, false, false),
+    C("pseudo after regular",
+      "\x82\x86" AUTH "\x00\x01"
+      "a\x01"
+      "b\x84",
+      5, -1, false, false),
+    C("te: gzip",
+      GET AUTH "\x00\x02"
+               "te\x04"
+               "gzip",
+      5, -1, false, false),
+    C("bad :authority", GET "\x01\x03x y", 5, -1, false, false),
+    C(":path without /", "\x82\x04\x01x\x86" AUTH, 5, -1, false, false),
+    C("CONNECT",
+      "\x02\x07"
+      "CONNECT" AUTH,
+      5, -1, false, false),
+    C("content-length, no body", GET AUTH CL("5"), 5, -1, false, false),
+    C("body over content-length", POST AUTH CL("2"), 4, 5, false, false),
+    C("body under content-length", POST AUTH CL("9"), 4, 5, false, false),
+    C("trailers not ending", POST AUTH, 4, -1, true, false),
+    C("control byte in a value: dropped",
+      GET AUTH "\x00\x01"
+               "a\x03"
+               "b\x01"
+               "c",
+      5, -1, false, true),
+    C("body as content-length", POST AUTH CL("5"), 4, 5, false, true),
+};
+#undef C
+#undef CL
+#undef AUTH
+#undef POST
+#undef GET
+
+static int m_h2_bad(void *arg) {
+  (void)arg;
+  th_app a;
+  int port;
+  weft_http_server *srv = serve(&a, NULL, &port);
+  for (size_t i = 0; i < sizeof h2cases / sizeof h2cases[0]; i++) {
+    const h2case *c = &h2cases[i];
+    weft_stream *s = h2_open(port);
+    uint8_t b[256];
+    size_t n = frame(b, 1, c->flags, 1, c->block, c->n);
+    if (c->data >= 0)
+      n += frame(b + n, 0, 1, 1, "hello", (size_t)c->data);
+    if (c->trailers_open) {
+      static const uint8_t tr[] = {0x00, 1, 'a', 1, 'b'};
+      n += frame(b + n, 0, 0, 1, "hi", 2);
+      n += frame(b + n, 1, 4, 1, tr, sizeof tr);
+    }
+    T_OK(weft_stream_write(s, b, n));
+    h2seen seen = {0};
+    h2_read(s, &seen, 0.3);
+    if ((seen.headers > 0) != c->ok || seen.rst_protocol != (c->ok ? 0 : 1))
+      fprintf(stderr, "  %s: %d HEADERS, %d RST_STREAM(PROTOCOL_ERROR)\n",
+              c->what, seen.headers, seen.rst_protocol);
+    T_EQ(seen.headers > 0, c->ok);
+    T_EQ(seen.rst_protocol, c->ok ? 0 : 1);
+    T_EQ(seen.goaway, 0);
+    weft_stream_free(s);
+  }
+  still_served(port);
+  th_stop(srv, &a);
+  return 0;
+}
+static void test_h2_bad(void) { RUN(m_h2_bad, NULL); }
 
 /* Rapid reset: streams opened and cancelled at once, over and over. */
 static int m_rapid_reset(void *arg) {
@@ -527,6 +632,7 @@ static const t_case cases[] = {
     {"timeouts", test_timeouts},
     {"slowloris", test_slowloris},
     {"h2_streams", test_h2_streams},
+    {"h2_bad", test_h2_bad},
     {"rapid_reset", test_rapid_reset},
     {"continuation", test_continuation},
     {"ping_flood", test_ping_flood},
