@@ -125,6 +125,14 @@ int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
 int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,
                              const char *name, size_t nlen, const char *value,
                              size_t vlen) {
+  char *val = weft__arena_strndup(&m->arena, value, vlen);
+  if (val == NULL)
+    return WEFT_ENOMEM;
+  return weft__http_hdrs_add_static(h, name, nlen, val, vlen);
+}
+
+int weft__http_hdrs_add_static(weft__http_hdrs *h, const char *name,
+                               size_t nlen, const char *value, size_t vlen) {
   if (h->n == h->cap) {
     uint32_t cap = h->cap ? h->cap * 2 : 8;
     weft_http_field *v = weft__realloc(h->v, cap * sizeof *v);
@@ -133,10 +141,7 @@ int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,
     h->v = v;
     h->cap = cap;
   }
-  char *val = weft__arena_strndup(&m->arena, value, vlen);
-  if (val == NULL)
-    return WEFT_ENOMEM;
-  h->v[h->n++] = (weft_http_field){name, val, nlen, vlen};
+  h->v[h->n++] = (weft_http_field){name, value, nlen, vlen};
   return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct route {
   char *pattern; /* a copy cut into segments */
   seg *segs;
   size_t nsegs;
+  size_t nparams; /* segments that are not literal */
   weft_http_handler fn;
   void *arg;
 } route;
@@ -79,6 +80,7 @@ static int parse_pattern(route *rt) {
       g->s = s + 1;
       g->len = len - 2;
       g->kind = SEG_PARAM;
+      rt->nparams++;
       if (g->len > 3 && memcmp(s + len - 4, "...", 3) == 0) {
         if (e != NULL)
           return WEFT_EINVAL; /* {rest...} only last */
@@ -219,7 +221,8 @@ int weft_http_router_handler(weft_http_request *req, void *router) {
     }
   }
   if (best != NULL) {
-    (void)match(best, path, NULL, req);
+    if (best->nparams > 0)
+      (void)match(best, path, NULL, req); /* again, to keep the values */
     return best->fn(req, best->arg);
   }
   if (path_known) {

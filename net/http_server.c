@@ -840,27 +840,30 @@ static bool bodyless(int status) {
   return status < 200 || status == 204 || status == 304;
 }
 
-static int set_ctype(weft_http_request *r, const char *ct) {
+/* The response's Content-Type: `lit` says ct is weft's own literal (no
+ * check, no copy). */
+static int set_ctype(weft_http_request *r, const char *ct, bool lit) {
   if (ct == NULL)
     return 0;
   size_t l = strlen(ct);
-  if (!weft__http_value_ok(ct, l))
+  if (!lit && !weft__http_value_ok(ct, l))
     return WEFT_EINVAL;
   /* HTTP/2 sends names in lower case: given so, they need no copy. */
-  return weft__http_hdrs_add_name(
-      &r->res, &r->res.hdrs,
-      r->req.version == 20 ? "content-type" : "Content-Type", 12, ct, l);
+  const char *name = r->req.version == 20 ? "content-type" : "Content-Type";
+  if (lit)
+    return weft__http_hdrs_add_static(&r->res.hdrs, name, 12, ct, l);
+  return weft__http_hdrs_add_name(&r->res, &r->res.hdrs, name, 12, ct, l);
 }
 
-int weft_http_start(weft_http_request *r, int status, const char *content_type,
-                    int64_t content_length) {
+static int start(weft_http_request *r, int status, const char *content_type,
+                 bool lit, int64_t content_length) {
   if (r->rstate != RS_NONE)
     return WEFT_EALREADY;
   if (status < 200 || status > 599 || content_length < -1)
     return WEFT_EINVAL;
   if (r->c->kind == HC_DEAD)
     return WEFT_EPIPE;
-  int rc = set_ctype(r, content_type);
+  int rc = set_ctype(r, content_type, lit);
   if (rc != 0)
     return rc;
   r->res.status = status;
@@ -871,6 +874,11 @@ int weft_http_start(weft_http_request *r, int status, const char *content_type,
   r->out_left = body ? content_length : 0;
   r->rstate = RS_STARTED;
   return r->ops->start(r, body && !r->is_head && content_length != 0);
+}
+
+int weft_http_start(weft_http_request *r, int status, const char *content_type,
+                    int64_t content_length) {
+  return start(r, status, content_type, false, content_length);
 }
 
 int weft_http_write(weft_http_request *r, const void *data, size_t len) {
@@ -898,11 +906,11 @@ int weft_http_end(weft_http_request *r) {
   return r->ops->end(r);
 }
 
-int weft_http_respond(weft_http_request *r, int status,
-                      const char *content_type, const void *body, size_t len) {
+static int respond(weft_http_request *r, int status, const char *content_type,
+                   bool lit, const void *body, size_t len) {
   if (body == NULL && len > 0)
     return WEFT_EINVAL;
-  int rc = weft_http_start(r, status, content_type, (int64_t)len);
+  int rc = start(r, status, content_type, lit, (int64_t)len);
   r->in_respond = true;
   if (rc == 0 && len > 0)
     rc = weft_http_write(r, body, len);
@@ -912,9 +920,14 @@ int weft_http_respond(weft_http_request *r, int status,
   return rc;
 }
 
+int weft_http_respond(weft_http_request *r, int status,
+                      const char *content_type, const void *body, size_t len) {
+  return respond(r, status, content_type, false, body, len);
+}
+
 int weft_http_respond_text(weft_http_request *r, int status, const char *text) {
-  return weft_http_respond(r, status, "text/plain; charset=utf-8", text,
-                           text ? strlen(text) : 0);
+  return respond(r, status, "text/plain; charset=utf-8", true, text,
+                 text ? strlen(text) : 0);
 }
 
 int weft_http_send_file(weft_http_request *r, int status,
