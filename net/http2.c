@@ -339,7 +339,20 @@ static bool value_ok(const uint8_t *v, size_t n) {
   if (n > 0 &&
       (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
     return false;
-  return all(v, n, C_VALUE);
+  /* Eight bytes at a time: only a word with a byte below 0x20 or a DEL
+   * (bit tricks that never miss one) goes to the table, which allows
+   * HTAB. */
+  const uint64_t ones = 0x0101010101010101u, highs = ones * 0x80;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, v + i, 8);
+    y = x ^ (ones * 0x7f);
+    if ((((x - ones * 0x20) & ~x) | ((y - ones) & ~y)) & highs &&
+        !all(v + i, 8, C_VALUE))
+      return false;
+  }
+  return all(v + i, n - i, C_VALUE);
 }
 
 /* Marks a once-only field seen; false when it came before or is empty. */
@@ -479,6 +492,23 @@ static void bad_request(weft__h2 *h, int32_t sid) {
   (void)weft__h2_glitch(h);
 }
 
+/* The common methods and schemes as literals: no copy for them. */
+static const char *common(const char *v, size_t vl) {
+  switch (vl) {
+  case 3:
+    return is(v, vl, "GET") ? "GET" : is(v, vl, "PUT") ? "PUT" : NULL;
+  case 4:
+    return is(v, vl, "http")   ? "http"
+           : is(v, vl, "POST") ? "POST"
+           : is(v, vl, "HEAD") ? "HEAD"
+                               : NULL;
+  case 5:
+    return is(v, vl, "https") ? "https" : NULL;
+  default:
+    return NULL;
+  }
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                      const uint8_t *name, size_t nl, const uint8_t *value,
                      size_t vl, uint8_t flags, void *user) {
@@ -519,7 +549,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   case F_METHOD:
   case F_AUTHORITY:
   case F_SCHEME:
-    if ((copy = weft__arena_strndup(&m->arena, v, vl)) == NULL)
+    if ((copy = (char *)common(v, vl)) == NULL &&
+        (copy = weft__arena_strndup(&m->arena, v, vl)) == NULL)
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     if (kind == F_METHOD)
       m->method = copy;
