@@ -6,7 +6,7 @@
  *   bench-tasks waves N   the same N tasks in waves of 1000 (stacks reused)
  *   bench-tasks spawn N   N tasks spawned, then each joined; they return
  *                         without suspending
- *   bench-tasks pages N   no tasks: faults in one fresh page in each of N
+ *   bench-tasks pages N   no tasks: brings in one fresh page in each of N
  *                         64 KiB slots, as N live stacks need. The floor
  *                         under `alive` on this machine, for the report.
  *
@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 #include <weft/weft.h>
 
 #define WAVE 1000
@@ -74,18 +77,32 @@ static int gather_n(weft_call *calls, long n) {
   return weft_gather(calls, (size_t)n);
 }
 
-/* Maps 4 MiB at a time, like the stack pool, and writes one byte in the top
- * page of every 64 KiB slot: what the kernel must do for each live stack
- * however the runtime is written. Returns 0 or -1. */
+/* Maps chunks of 64 KiB slots as the stack pool does (64 slots, then as
+ * many as all before, up to 1 024) and brings in a fresh page at the top of
+ * every slot: what the kernel must do for each live stack however the
+ * runtime is written. The pages come in the cheapest way the kernel offers,
+ * which is also the pool's: one process_madvise(MADV_POPULATE_WRITE) call
+ * a chunk (Linux 6.14; about 100 ns a page less than a page fault each
+ * here), else a write to each. The byte written to each page afterwards is
+ * what a task's first switch does. Returns 0 or -1. */
 static int touch_pages(long n) {
-  const size_t slot = 64 * 1024, per = 64;
-  for (long i = 0; i < n; i += (long)per) {
+  const size_t slot = 64 * 1024, pg = 4096;
+  static struct iovec iov[1024];
+  for (long i = 0; i < n;) {
+    size_t per = i < 64 ? 64 : i > 1024 ? 1024 : (size_t)i;
     char *m = mmap(NULL, slot * per, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
       return -1;
     (void)madvise(m, slot * per, MADV_NOHUGEPAGE);
-    for (size_t j = 0; j < per && i + (long)j < n; j++)
+#if defined(SYS_process_madvise)
+    size_t k = n - i < (long)per ? (size_t)(n - i) : per;
+    for (size_t j = 0; j < k; j++)
+      iov[j] = (struct iovec){m + (j + 1) * slot - pg, pg};
+    (void)syscall(SYS_process_madvise, -10000 /* PIDFD_SELF */, iov, k,
+                  23 /* MADV_POPULATE_WRITE */, 0u);
+#endif
+    for (size_t j = 0; j < per && i < n; j++, i++)
       m[(j + 1) * slot - 64] = 1;
   }
   return 0;
