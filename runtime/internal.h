@@ -385,6 +385,9 @@ static inline weft_task *weft__task_new(weft_loop *loop, weft_task_fn fn,
   t->group = NULL;
   t->site = site ? site : "?";
   t->id = loop->next_id++;
+#if defined(WEFT__CTX_HAVE_START)
+  t->ctx.sp = NULL; /* no stack to prefetch until it runs (sched.c) */
+#endif
 #if defined(WEFT__ASAN) || defined(WEFT__TSAN)
   t->san_fake_stack = NULL;
   t->san_fiber = NULL;
