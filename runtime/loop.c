@@ -126,20 +126,24 @@ static void arm_wakeup(weft_loop *loop, uint64_t due) {
  * (event_active) never wait. */
 #define BASE_POLL_NS 1000000u
 
+static bool base_active(weft_loop *loop) {
+  return event_base_get_num_events(loop->base, EVENT_BASE_COUNT_ACTIVE) > 0;
+}
+
 /* A busy turn polls the loop's own set alone: one epoll_wait, where going
  * through libevent costs two (libevent's, which reports the set, then the
  * set's) and has the kernel poll the set's ready sockets twice. libevent's
  * turn comes when the set has nothing ready (then the loop may block, and
- * only libevent's wait covers everything), when it has active events, and
- * at least every BASE_POLL_NS. Only while the set is busy: with one peer in
- * ping-pong, a first poll of the set would mostly find it empty and cost
- * one call more. */
+ * only libevent's wait covers everything), when it has active events
+ * (before the set's poll or made by its callbacks), and at least every
+ * BASE_POLL_NS. Only while the set is busy: with one peer in ping-pong, a
+ * first poll of the set would mostly find it empty and cost one call more.
+ * Returns whether libevent's poll may wait for a later turn. */
 static bool poll_own_set(weft_loop *loop, bool ready) {
   if (loop->virtual_clock || !weft__io_busy(loop) ||
-      loop->now - loop->base_polled >= BASE_POLL_NS)
+      loop->now - loop->base_polled >= BASE_POLL_NS || base_active(loop))
     return false;
-  return (weft__io_poll(loop) > 0 || ready) &&
-         event_base_get_num_events(loop->base, EVENT_BASE_COUNT_ACTIVE) == 0;
+  return (weft__io_poll(loop) > 0 || ready) && !base_active(loop);
 }
 
 /* One poll of libevent, which holds the loop's own set too. Blocks only
@@ -172,12 +176,15 @@ static void poll_base(weft_loop *loop, bool ready) {
   }
 }
 
+static bool tasks_ready(const weft_loop *loop) {
+  return !weft__list_empty(&loop->runq) || weft__io_kicks_pending(loop);
+}
+
 /* One poll for I/O, then the timers that came due. */
 static void poll_io(weft_loop *loop) {
   loop->stats.loop_iterations++;
-  bool ready = !weft__list_empty(&loop->runq) || weft__io_kicks_pending(loop);
-  if (!poll_own_set(loop, ready))
-    poll_base(loop, ready);
+  if (!poll_own_set(loop, tasks_ready(loop)))
+    poll_base(loop, tasks_ready(loop)); /* the set's callbacks may wake some */
   weft__io_run_kicks(loop);
   weft__loop_update_time(loop);
   weft__timers_fire(loop);
