@@ -176,12 +176,16 @@ void weft__hconn_close(hconn *c) {
 
 int weft__http_spawn(weft_http_server *s, weft_task_fn fn, void *arg,
                      weft_task **out) {
-  weft_task_opts to = {.size = sizeof to, .stack_size = s->o.stack_size};
-  weft_task *t;
-  int rc = weft_spawn_at(&t, fn, arg, &to, "weft_http_serve");
-  if (rc != 0)
-    return rc;
-  weft_detach(t); /* valid until fn returns */
+  /* The runtime's inline spawn: a task a request, no options to copy. */
+  weft_loop *loop = weft__loop();
+  if (loop == NULL)
+    return WEFT_ENOLOOP;
+  weft_task *t =
+      weft__task_new(loop, fn, arg, s->o.stack_size, "weft_http_serve");
+  if (t == NULL)
+    return WEFT_ENOMEM;
+  t->flags |= WEFT__T_DETACHED; /* valid until fn returns */
+  weft__task_start(t);
   if (out != NULL)
     *out = t;
   return 0;
