@@ -75,7 +75,10 @@ WEFT_EXTERN int weft_loop_free(weft_loop *loop);
 WEFT_EXTERN weft_loop *weft_loop_current(void);
 
 /* The libevent base under the loop, for adding your own events. Callbacks
- * run outside any task: they may wake tasks but never suspend. */
+ * run outside any task: they may wake tasks but never suspend. While the
+ * loop's streams keep it busy, the base is polled at least once a
+ * millisecond, so an event (other than one made active) may wait that long;
+ * docs/internals/scheduler.md says why. */
 WEFT_EXTERN struct event_base *weft_loop_base(weft_loop *loop);
 
 /* Calls fn(arg) on the loop's thread, outside any task, soon. Safe from any
