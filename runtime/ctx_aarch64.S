@@ -9,12 +9,9 @@
  * call the entry straight on the new stack, with nothing written to it
  * first, from weft__ctx_boot. */
 
-	.text
-	.globl	weft__ctx_switch
-	.hidden	weft__ctx_switch
-	.type	weft__ctx_switch, %function
-	.p2align 4
-weft__ctx_switch:
+/* The saved frame, stored by every switch that saves; weft__ctx_restore
+ * loads the same layout. */
+	.macro	save_frame
 	sub	sp, sp, #160
 	stp	x19, x20, [sp, #0]
 	stp	x21, x22, [sp, #16]
@@ -26,6 +23,15 @@ weft__ctx_switch:
 	stp	d10, d11, [sp, #112]
 	stp	d12, d13, [sp, #128]
 	stp	d14, d15, [sp, #144]
+	.endm
+
+	.text
+	.globl	weft__ctx_switch
+	.hidden	weft__ctx_switch
+	.type	weft__ctx_switch, %function
+	.p2align 4
+weft__ctx_switch:
+	save_frame
 	mov	x9, sp
 	str	x9, [x0]
 	ldr	x9, [x1]
@@ -76,17 +82,7 @@ weft__ctx_start:
 	.type	weft__ctx_switch_start, %function
 	.p2align 4
 weft__ctx_switch_start:
-	sub	sp, sp, #160
-	stp	x19, x20, [sp, #0]
-	stp	x21, x22, [sp, #16]
-	stp	x23, x24, [sp, #32]
-	stp	x25, x26, [sp, #48]
-	stp	x27, x28, [sp, #64]
-	stp	x29, x30, [sp, #80]
-	stp	d8, d9, [sp, #96]
-	stp	d10, d11, [sp, #112]
-	stp	d12, d13, [sp, #128]
-	stp	d14, d15, [sp, #144]
+	save_frame
 	mov	x9, sp
 	str	x9, [x0]
 	and	x1, x1, #~15

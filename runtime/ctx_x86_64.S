@@ -9,6 +9,25 @@
  * call the entry straight on the new stack, with nothing written to it
  * first, from weft__ctx_boot. */
 
+/* The saved frame: one layout, pushed by every switch that saves and popped
+ * by every one that resumes. */
+	.macro	save_callee
+	pushq	%rbp
+	pushq	%rbx
+	pushq	%r12
+	pushq	%r13
+	pushq	%r14
+	pushq	%r15
+	.endm
+	.macro	restore_callee
+	popq	%r15
+	popq	%r14
+	popq	%r13
+	popq	%r12
+	popq	%rbx
+	popq	%rbp
+	.endm
+
 	.text
 	.globl	weft__ctx_switch
 	.hidden	weft__ctx_switch
@@ -16,21 +35,11 @@
 	.p2align 4
 weft__ctx_switch:
 	.cfi_startproc
-	pushq	%rbp
-	pushq	%rbx
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
+	save_callee
 	movq	%rsp, (%rdi)
 	movq	(%rsi), %rsp
 	movl	%edx, %eax
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%rbx
-	popq	%rbp
+	restore_callee
 	ret
 	.cfi_endproc
 	.size	weft__ctx_switch, .-weft__ctx_switch
@@ -43,12 +52,7 @@ weft__ctx_jump:
 	.cfi_startproc
 	movq	(%rdi), %rsp
 	movl	%esi, %eax
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%rbx
-	popq	%rbp
+	restore_callee
 	ret
 	.cfi_endproc
 	.size	weft__ctx_jump, .-weft__ctx_jump
@@ -76,12 +80,7 @@ weft__ctx_start:
 	.p2align 4
 weft__ctx_switch_start:
 	.cfi_startproc
-	pushq	%rbp
-	pushq	%rbx
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
+	save_callee
 	movq	%rsp, (%rdi)
 	andq	$-16, %rsi
 	movq	%rsi, %rsp
