@@ -894,22 +894,6 @@ int64_t weft_http_response_content_length(const weft_http_response *r) {
   return r->msg.content_length;
 }
 
-/* Appends a field whose strings outlive the request (no copy). */
-static int hdr_ref(weft__http_msg *m, const char *name, size_t nl,
-                   const char *value, size_t vl) {
-  weft__http_hdrs *h = &m->hdrs;
-  if (h->n == h->cap) {
-    uint32_t cap = h->cap ? h->cap * 2 : 8;
-    weft_http_field *v = weft__realloc(h->v, cap * sizeof *v);
-    if (v == NULL)
-      return WEFT_ENOMEM;
-    h->v = v;
-    h->cap = cap;
-  }
-  h->v[h->n++] = (weft_http_field){name, value, nl, vl};
-  return 0;
-}
-
 /* Fills the request head for u. */
 static int build_head(weft_http_session *s, weft__http_msg *m,
                       const char *method, const hc_url *u,
@@ -922,13 +906,16 @@ static int build_head(weft_http_session *s, weft__http_msg *m,
   m->content_length = q->length >= 0 ? q->length : -1;
   int rc = 0;
   if (!h2)
-    rc = hdr_ref(m, "Host", 4, u->authority, strlen(u->authority));
+    rc = weft__http_hdrs_add_static(&m->hdrs, "Host", 4, u->authority,
+                                    strlen(u->authority));
   if (rc == 0 && s->o.user_agent && !has_field(o, "user-agent"))
-    rc = hdr_ref(m, "User-Agent", 10, s->o.user_agent, s->o.ua_len);
+    rc = weft__http_hdrs_add_static(&m->hdrs, "User-Agent", 10, s->o.user_agent,
+                                    s->o.ua_len);
   if (rc == 0 && s->o.decompress && !has_field(o, "accept-encoding"))
-    rc = hdr_ref(m, "Accept-Encoding", 15, "gzip, deflate", 13);
+    rc = weft__http_hdrs_add_static(&m->hdrs, "Accept-Encoding", 15,
+                                    "gzip, deflate", 13);
   if (rc == 0 && !has_field(o, "accept"))
-    rc = hdr_ref(m, "Accept", 6, "*/*", 3);
+    rc = weft__http_hdrs_add_static(&m->hdrs, "Accept", 6, "*/*", 3);
   for (size_t i = 0; rc == 0 && o != NULL && i < o->nheaders; i++) {
     const weft_http_field *f = &o->headers[i];
     size_t nl = f->name_len ? f->name_len : strlen(f->name);
@@ -936,11 +923,11 @@ static int build_head(weft_http_session *s, weft__http_msg *m,
     if (q->cross_origin && nl == 13 &&
         weft__http_ieq(f->name, "authorization", 13))
       continue; /* credentials stay with the origin they were given for */
-    rc = hdr_ref(m, f->name, nl, f->value, vl);
+    rc = weft__http_hdrs_add_static(&m->hdrs, f->name, nl, f->value, vl);
   }
   if (rc == 0 && o != NULL && o->content_type != NULL && q->length != -2)
-    rc = hdr_ref(m, "Content-Type", 12, o->content_type,
-                 strlen(o->content_type));
+    rc = weft__http_hdrs_add_static(&m->hdrs, "Content-Type", 12,
+                                    o->content_type, strlen(o->content_type));
   const char *user = o ? o->user : NULL, *pass = o ? o->password : NULL;
   char *ui = NULL;
   if (rc == 0 && user == NULL && u->userinfo != NULL && !q->cross_origin)

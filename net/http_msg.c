@@ -101,14 +101,6 @@ void weft__http_msg_fini(weft__http_msg *m) {
 
 int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
                         size_t nlen, const char *value, size_t vlen) {
-  if (h->n == h->cap) {
-    uint32_t cap = h->cap ? h->cap * 2 : 8;
-    weft_http_field *v = weft__realloc(h->v, cap * sizeof *v);
-    if (v == NULL)
-      return WEFT_ENOMEM;
-    h->v = v;
-    h->cap = cap;
-  }
   /* Name and value in one piece of the arena. */
   char *n = weft__arena_alloc(&m->arena, nlen + vlen + 2);
   if (n == NULL)
@@ -118,8 +110,7 @@ int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
   n[nlen] = '\0';
   memcpy(val, value, vlen);
   val[vlen] = '\0';
-  h->v[h->n++] = (weft_http_field){n, val, nlen, vlen};
-  return 0;
+  return weft__http_hdrs_add_static(h, n, nlen, val, vlen);
 }
 
 int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,

@@ -88,8 +88,8 @@ int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
 int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,
                              const char *name, size_t nlen, const char *value,
                              size_t vlen);
-/* The same with both strings outliving the message (literals): nothing is
- * copied. */
+/* The same with both strings outliving the message (literals, or strings
+ * the caller keeps until then): nothing is copied. */
 int weft__http_hdrs_add_static(weft__http_hdrs *h, const char *name,
                                size_t nlen, const char *value, size_t vlen);
 /* The first field named `name` (any case), or NULL. */
