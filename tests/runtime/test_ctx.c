@@ -43,22 +43,26 @@ static int hand(weft__ctx *self, weft__ctx *to) {
 }
 #define CHECK_HANDED(got) CHECK_EQ(got, handed * 7)
 
-/* Keeps `n` values alive across a call the compiler cannot see into, so
- * they sit in callee-saved registers (or the stack) over the switch. */
+/* Ten integers and eight doubles made from `seed`, live across `call`, then
+ * summed: wherever the compiler keeps them (callee-saved registers or the
+ * stack), the switch in `call` must give them back. expect() is the sum. */
+#define CHURN_AROUND(seed, call)                                               \
+  long i0 = seed * 3 + 1, i1 = seed * 5 + 2, i2 = seed * 7 + 3,                \
+       i3 = seed * 11 + 4, i4 = seed * 13 + 5, i5 = seed * 17 + 6,             \
+       i6 = seed * 19 + 7, i7 = seed * 23 + 8, i8 = seed * 29 + 9,             \
+       i9 = seed * 31 + 10;                                                    \
+  double d0 = seed * 0.5, d1 = seed * 1.5, d2 = seed * 2.5, d3 = seed * 3.5,   \
+         d4 = seed * 4.5, d5 = seed * 5.5, d6 = seed * 6.5, d7 = seed * 7.5;   \
+  call;                                                                        \
+  long sum = i0 + i1 * 2 + i2 * 3 + i3 * 4 + i4 * 5 + i5 * 6 + i6 * 7 +        \
+             i7 * 8 + i8 * 9 + i9 * 10;                                        \
+  double dsum =                                                                \
+      d0 + d1 * 2 + d2 * 3 + d3 * 4 + d4 * 5 + d5 * 6 + d6 * 7 + d7 * 8;       \
+  return sum + (long)dsum
+
 static __attribute__((noinline)) long churn(weft__ctx *self, weft__ctx *to,
                                             long seed) {
-  long i0 = seed * 3 + 1, i1 = seed * 5 + 2, i2 = seed * 7 + 3,
-       i3 = seed * 11 + 4, i4 = seed * 13 + 5, i5 = seed * 17 + 6,
-       i6 = seed * 19 + 7, i7 = seed * 23 + 8, i8 = seed * 29 + 9,
-       i9 = seed * 31 + 10;
-  double d0 = seed * 0.5, d1 = seed * 1.5, d2 = seed * 2.5, d3 = seed * 3.5,
-         d4 = seed * 4.5, d5 = seed * 5.5, d6 = seed * 6.5, d7 = seed * 7.5;
-  CHECK_HANDED(hand(self, to));
-  long sum = i0 + i1 * 2 + i2 * 3 + i3 * 4 + i4 * 5 + i5 * 6 + i6 * 7 + i7 * 8 +
-             i8 * 9 + i9 * 10;
-  double dsum =
-      d0 + d1 * 2 + d2 * 3 + d3 * 4 + d4 * 5 + d5 * 6 + d6 * 7 + d7 * 8;
-  return sum + (long)dsum;
+  CHURN_AROUND(seed, CHECK_HANDED(hand(self, to)));
 }
 
 static long expect(long seed) {
@@ -102,22 +106,12 @@ static void entry_b(void *arg) {
 }
 
 #if defined(WEFT__CTX_HAVE_START)
-/* The same as churn, around a switch that boots a new context. */
+/* churn around a switch that boots a new context. */
 static __attribute__((noinline)) long churn_start(weft__ctx *self, char *hi,
                                                   void (*entry)(void *),
                                                   void *arg, long seed) {
-  long i0 = seed * 3 + 1, i1 = seed * 5 + 2, i2 = seed * 7 + 3,
-       i3 = seed * 11 + 4, i4 = seed * 13 + 5, i5 = seed * 17 + 6,
-       i6 = seed * 19 + 7, i7 = seed * 23 + 8, i8 = seed * 29 + 9,
-       i9 = seed * 31 + 10;
-  double d0 = seed * 0.5, d1 = seed * 1.5, d2 = seed * 2.5, d3 = seed * 3.5,
-         d4 = seed * 4.5, d5 = seed * 5.5, d6 = seed * 6.5, d7 = seed * 7.5;
-  CHECK_HANDED(weft__ctx_switch_start(self, hi, entry, arg));
-  long sum = i0 + i1 * 2 + i2 * 3 + i3 * 4 + i4 * 5 + i5 * 6 + i6 * 7 + i7 * 8 +
-             i8 * 9 + i9 * 10;
-  double dsum =
-      d0 + d1 * 2 + d2 * 3 + d3 * 4 + d4 * 5 + d5 * 6 + d6 * 7 + d7 * 8;
-  return sum + (long)dsum;
+  CHURN_AROUND(seed,
+               CHECK_HANDED(weft__ctx_switch_start(self, hi, entry, arg)));
 }
 
 static weft__ctx c_ctx;
