@@ -14,7 +14,13 @@
 # second is the fair comparison.
 #
 #   h1-c64, h1-c256   wrk -t1 -c64 / -c256, keep-alive: weft, nginx, h2o,
-#                     aiohttp on uvloop, libevent's evhttp
+#                     aiohttp on uvloop, libevent's evhttp, and the floor
+#                     (http_floor.c: recv, count the requests, one send of a
+#                     fixed answer; no parsing, no checks). The floor is no
+#                     peer but a ceiling: the kernel's share of a request,
+#                     which every server pays alike, so its rate per
+#                     CPU-second over a peer's is the most any server could
+#                     show over that peer in the same run.
 #   h1-pipeline16     wrk -t1 -c64 with 16 pipelined requests per connection
 #                     (http_pipeline.lua): weft, nginx, h2o
 #   h2c-m10, h2c-m100 h2load -c64 -m10 / -m100 over h2c: weft, h2o, nghttpd
@@ -236,6 +242,10 @@ class Peers:
             self.srv["evhttp"] = Server("evhttp", [os.path.join(build, "tests", "bench",
                                                                 "http-evhttp")],
                                         0, core, port_line=r"port=(\d+)")
+        if "floor" in wanted:
+            self.srv["floor"] = Server("floor", [os.path.join(build, "tests", "bench",
+                                                              "http-floor")],
+                                       0, core, port_line=r"port=(\d+)")
         if "nghttpd" in wanted:
             port = free_port()
             self.srv["nghttpd"] = Server("nghttpd", ["nghttpd", "--no-tls", "-n", "1", "-d",
@@ -354,7 +364,8 @@ def main():
     benches = []
     if "h1" in only:
         for c in (64, 256):
-            benches.append(("h1-c%d" % c, ["weft", "nginx", "h2o", "aiohttp", "evhttp"],
+            benches.append(("h1-c%d" % c, ["weft", "nginx", "h2o", "aiohttp", "evhttp",
+                                            "floor"],
                             lambda s, P, c=c: ["wrk", "-t1", "-c%d" % c, "-d%ds" % secs,
                                                url(s)]))
     if "pipeline" in only:
@@ -461,6 +472,13 @@ def main():
             print("%s weft=%.0f/s %s=%.0f/s ratio=%.2f" % (name, w, side, p, w / p))
             print("%s-cpu weft=%.0f/cpu-s %s=%.0f/cpu-s ratio=%.2f" % (name, wc, side, pc,
                                                                       wc / pc))
+        if (name, "floor") in results:
+            fc = statistics.median(x[1] for x in results[(name, "floor")])
+            for side in sides:
+                if side not in ("weft", "floor"):
+                    pc = statistics.median(x[1] for x in results[(name, side)])
+                    print("%s-cpu ceiling: floor=%.0f/cpu-s %s=%.0f/cpu-s ratio=%.2f" % (
+                        name, fc, side, pc, fc / pc))
 
 
 if __name__ == "__main__":
