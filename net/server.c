@@ -1,12 +1,14 @@
 /* weft — stream servers: the listener, the accept loop, connection limits,
  * idle timeouts and graceful shutdown (docs/internals/servers.md).
  *
- * Accepting happens in a libevent callback, not in a task: the listening
- * socket's persistent read event fires, the callback accepts a bounded
- * batch, and each connection gets a handler task spawned from there (a
- * spawn never suspends, and the task starts at the loop's next turn). The
- * event is deleted - accepting pauses, and the kernel's backlog holds new
- * peers - whenever the server must not take more: at max_connections,
+ * Accepting happens in a readiness callback, not in a task: the listening
+ * socket sits in the loop's own epoll set (level-triggered, beside its
+ * connections, so a loop kept busy by them still accepts at once), the
+ * callback accepts a bounded batch, and each connection gets a handler task
+ * spawned from there (a spawn never suspends, and the task starts at the
+ * loop's next turn). The socket leaves the set - accepting pauses, and the
+ * kernel's backlog holds new peers - whenever the server must not take
+ * more: at max_connections,
  * during a back-off after EMFILE/ENFILE (a level-triggered listener with no
  * free descriptor would otherwise fire at once, forever), and once closed.
  * Any connection that ends re-evaluates that, so the pause lasts exactly as
@@ -22,6 +24,7 @@
 #include <event2/event.h>
 #include <math.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,10 +63,10 @@ struct weft_server {
   void *arg;
   int fd; /* listening socket, -1 once closed */
   weft_addr addr;
-  struct event *listen_ev;
+  weft__io listen_io;
   struct event *backoff_ev;
   struct event *sweep_ev;
-  bool listening;   /* listen_ev is added */
+  bool listening;   /* listen_io is in the loop's set */
   bool backing_off; /* backoff_ev is pending */
   bool sweeping;    /* sweep_ev is added */
   bool closing;
@@ -89,7 +92,7 @@ struct weft_server {
   ino_t unix_ino;
 };
 
-static void on_accept(evutil_socket_t fd, short what, void *arg);
+static void on_accept(weft__io *io, uint32_t events);
 
 /* ---- pausing and resuming accept ---- */
 
@@ -98,16 +101,17 @@ static bool want_accept(const weft_server *s) {
          (s->max_conns == 0 || s->nconns < s->max_conns);
 }
 
-/* Adds or deletes the listening event to match want_accept(). */
+/* Puts the listening socket in the loop's set or takes it out, to match
+ * want_accept(). */
 static void update_accept(weft_server *s) {
   bool want = want_accept(s);
   if (want == s->listening)
     return;
   if (want) {
-    if (event_add(s->listen_ev, NULL) == 0)
+    if (weft__io_add(s->loop, &s->listen_io, s->fd, EPOLLIN) == 0)
       s->listening = true;
   } else {
-    event_del(s->listen_ev);
+    weft__io_del(&s->listen_io);
     s->listening = false;
     if (!s->closing && !s->backing_off)
       s->stats.limit_pauses++;
@@ -193,8 +197,6 @@ static void update_sweep(weft_server *s) {
 /* ---- connections ---- */
 
 static void really_free(weft_server *s) {
-  if (s->listen_ev)
-    event_free(s->listen_ev);
   if (s->backoff_ev)
     event_free(s->backoff_ev);
   if (s->sweep_ev)
@@ -356,11 +358,11 @@ drop:
   return false;
 }
 
-static void on_accept(evutil_socket_t lfd, short what, void *arg) {
-  (void)what;
-  weft_server *s = arg;
+static void on_accept(weft__io *io, uint32_t events) {
+  (void)events;
+  weft_server *s = weft__container_of(io, weft_server, listen_io);
   for (int i = 0; i < ACCEPT_BATCH && want_accept(s); i++) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       switch (errno) {
       case EAGAIN:
@@ -543,22 +545,19 @@ int weft_serve(weft_server **out, const weft_addr *addr, weft_serve_fn handler,
   if (rc != 0)
     goto fail;
   rc = WEFT_ENOMEM;
-  s->listen_ev =
-      event_new(loop->base, s->fd, EV_READ | EV_PERSIST, on_accept, s);
+  s->listen_io.cb = on_accept;
   s->backoff_ev = evtimer_new(loop->base, on_backoff, s);
   s->sweep_ev = event_new(loop->base, -1, EV_PERSIST, on_sweep, s);
-  if (s->listen_ev == NULL || s->backoff_ev == NULL || s->sweep_ev == NULL)
+  if (s->backoff_ev == NULL || s->sweep_ev == NULL)
     goto fail;
-  update_accept(s);
-  if (!s->listening)
+  if ((rc = weft__io_add(loop, &s->listen_io, s->fd, EPOLLIN)) != 0)
     goto fail;
+  s->listening = true;
   weft__obj_add(loop);
   *out = s;
   return 0;
 
 fail:
-  if (s->listen_ev)
-    event_free(s->listen_ev);
   if (s->backoff_ev)
     event_free(s->backoff_ev);
   if (s->sweep_ev)
@@ -586,7 +585,7 @@ void weft_server_close(weft_server *s) {
     s->backing_off = false;
   }
   if (s->listening) {
-    event_del(s->listen_ev);
+    weft__io_del(&s->listen_io);
     s->listening = false;
   }
   close(s->fd);

@@ -1,5 +1,6 @@
 /* weft — raw fd readiness: an epoll set of the loop's own, nested in
- * libevent's, for sockets that need the kernel's exact flags.
+ * libevent's, for the sockets a busy loop must see every turn (streams,
+ * listeners) and for those that need the kernel's exact flags.
  *
  * libevent folds EPOLLHUP and EPOLLERR into EV_READ|EV_WRITE, which look like
  * any other edge. A stream reading edge-triggered then cannot trust a short

@@ -120,8 +120,8 @@ static void arm_wakeup(weft_loop *loop, uint64_t due) {
     loop->timer_ev_due = due;
 }
 
-/* How long libevent's events (listeners, signals, c-ares, UDP, connects,
- * timers, and those a user adds to weft_loop_base) may wait while the loop's
+/* How long libevent's events (signals, c-ares, UDP, connects, timers, and
+ * those a user adds to weft_loop_base) may wait while the loop's
  * own set keeps it busy: libevent's timers are as coarse. Events made active
  * (event_active) never wait. */
 #define BASE_POLL_NS 1000000u
