@@ -5,13 +5,15 @@
  * a child process, fetches / over HTTP/1.1 and over h2c (prior knowledge),
  * with curl when it is installed and with a raw socket otherwise, sends a
  * burst of keep-alive requests on one connection, then stops the child
- * with SIGTERM and checks that it shut down cleanly.
+ * with SIGTERM and checks that it shut down cleanly; then does the same
+ * with --workers 2 and checks that both loops served.
  */
 #ifndef WEFT_HELLO_H
 #define WEFT_HELLO_H
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -175,46 +177,163 @@ static int hello_curl(int port, const char *flag, char *version, size_t vcap) {
   return strncmp(out, "Hello, World!\n", 14) == 0;
 }
 
-static int hello_tour(const char *self) {
+/* Starts the program itself on a free port (with `--workers N` when
+ * `workers` is not NULL) and reads the line saying where it listens.
+ * Returns the port, or 0 after killing a child that did not say it; *pid is
+ * the child, *out_fd the read end of its standard output (kept open while
+ * it runs). */
+static int hello_spawn(const char *self, const char *workers, pid_t *pid,
+                       int *out_fd, char *line, size_t cap, double *started) {
   int fds[2];
+  line[0] = '\0';
   if (pipe(fds) != 0)
-    return 1;
-  pid_t pid = fork();
-  if (pid == 0) {
+    return 0;
+  *pid = fork();
+  if (*pid == 0) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    execl("/proc/self/exe", self, "--port", "0", (char *)NULL);
+    if (workers != NULL)
+      execl("/proc/self/exe", self, "--port", "0", "--workers", workers,
+            (char *)NULL);
+    else
+      execl("/proc/self/exe", self, "--port", "0", (char *)NULL);
     _exit(127);
   }
   close(fds[1]);
-  char line[256] = "";
+  *out_fd = fds[0];
   size_t n = 0;
   double t0 = hello_now();
   struct pollfd pfd = {fds[0], POLLIN, 0};
-  while (n < sizeof line - 1 && strchr(line, '\n') == NULL &&
-         poll(&pfd, 1, 5000) > 0) {
-    ssize_t k = read(fds[0], line + n, sizeof line - 1 - n);
+  while (n < cap - 1 && strchr(line, '\n') == NULL && poll(&pfd, 1, 5000) > 0) {
+    ssize_t k = read(fds[0], line + n, cap - 1 - n);
     if (k <= 0)
       break;
     n += (size_t)k;
     line[n] = '\0';
   }
-  double started = hello_now() - t0;
+  *started = hello_now() - t0;
   int port = 0;
   char *colon = strrchr(line, ':');
-  bool ok = strncmp(line, "listening on http://127.0.0.1:", 30) == 0 &&
-            colon != NULL && (port = atoi(colon + 1)) > 0;
+  if (strncmp(line, "listening on http://127.0.0.1:", 30) != 0 ||
+      colon == NULL || (port = atoi(colon + 1)) <= 0) {
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    close(fds[0]);
+    port = 0;
+  }
   char *nl = strchr(line, '\n');
   if (nl != NULL)
     *nl = '\0';
-  ok &= app_row("the server prints where it listens (port 0: a free one)", ok,
-                "\"%s\" after %.0f ms", line, started * 1000);
-  if (!ok) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return 1;
+  return port;
+}
+
+/* Stops the child with SIGTERM; returns its exit status (-1: killed). */
+static int hello_stop(pid_t pid, int out_fd, double *took) {
+  kill(pid, SIGTERM);
+  int status = 0;
+  double s0 = hello_now();
+  waitpid(pid, &status, 0);
+  *took = hello_now() - s0;
+  close(out_fd);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Sockets listening on 127.0.0.1:port (/proc/net/tcp, state 0A). */
+static int hello_listeners(int port) {
+  FILE *f = fopen("/proc/net/tcp", "r");
+  if (f == NULL)
+    return -1;
+  char want[32], row[512];
+  snprintf(want, sizeof want, "0100007F:%04X", port);
+  int n = 0;
+  while (fgets(row, sizeof row, f) != NULL) {
+    char local[64], remote[64], st[8];
+    if (sscanf(row, "%*d: %63s %63s %7s", local, remote, st) == 3 &&
+        strcmp(local, want) == 0 && strcmp(st, "0A") == 0)
+      n++;
   }
+  fclose(f);
+  return n;
+}
+
+/* CPU time each thread of pid has run, in ns (/proc/PID/task/TID/schedstat). */
+typedef struct hello_thread {
+  int tid;
+  unsigned long long ns;
+} hello_thread;
+
+static int hello_threads(pid_t pid, hello_thread *t, int max) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return 0;
+  int n = 0;
+  struct dirent *e;
+  while (n < max && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    char p[384];
+    snprintf(p, sizeof p, "%s/%s/schedstat", dir, e->d_name);
+    FILE *f = fopen(p, "r");
+    if (f == NULL)
+      continue;
+    if (fscanf(f, "%llu", &t[n].ns) == 1)
+      t[n++].tid = atoi(e->d_name);
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+/* With --workers 2: two sockets listen on the port, connections spread over
+ * them (SO_REUSEPORT), and each worker's loop serves some: its thread runs
+ * for a while during the burst, where an idle one does not. */
+static bool hello_workers_tour(const char *self) {
+  static const char what[] =
+      "--workers 2: two loops share the port, and both serve";
+  pid_t pid;
+  int out_fd;
+  char line[256];
+  double started;
+  int port = hello_spawn(self, "2", &pid, &out_fd, line, sizeof line, &started);
+  if (port == 0)
+    return app_row(what, false, "no \"listening on\" line: \"%s\"", line);
+  enum { CONNS = 64, MAXT = 16 };
+  hello_thread before[MAXT], after[MAXT];
+  int nb = hello_threads(pid, before, MAXT);
+  int got = 0;
+  for (int i = 0; i < CONNS; i++)
+    got += hello_h1_burst(port, 20) == 20;
+  int na = hello_threads(pid, after, MAXT), served = 0;
+  for (int i = 0; i < na; i++) {
+    unsigned long long was = 0;
+    for (int j = 0; j < nb; j++)
+      if (before[j].tid == after[i].tid)
+        was = before[j].ns;
+    served += after[i].ns - was > 300000; /* 0.3 ms of CPU: it served */
+  }
+  int listening = hello_listeners(port);
+  double took;
+  bool stopped = hello_stop(pid, out_fd, &took) == 0;
+  return app_row(what, listening == 2 && got == CONNS && served >= 2 && stopped,
+                 "%d listening sockets, %d/%d connections answered, %d "
+                 "threads served, SIGTERM: %s",
+                 listening, got, CONNS, served, stopped ? "exit 0" : "failed");
+}
+
+static int hello_tour(const char *self) {
+  pid_t pid;
+  int out_fd;
+  char line[256];
+  double started;
+  int port =
+      hello_spawn(self, NULL, &pid, &out_fd, line, sizeof line, &started);
+  if (!app_row("the server prints where it listens (port 0: a free one)",
+               port > 0, "\"%s\" after %.0f ms", line, started * 1000))
+    return 1;
+  bool ok = true;
   bool have_curl = system("curl --version >/dev/null 2>&1") == 0;
   char v1[16] = "?", v2[16] = "?";
   int h1, h2;
@@ -245,16 +364,10 @@ static int hello_tour(const char *self) {
   ok &= app_row("keep-alive: many requests on one connection", got == N,
                 "%d/%d answered, %.0f requests/s (one at a time)", got, N,
                 got / took);
-  kill(pid, SIGTERM);
-  int status = 0;
-  double s0 = hello_now();
-  waitpid(pid, &status, 0);
-  ok &= app_row("SIGTERM: a graceful shutdown",
-                WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                "exit status %d after %.0f ms",
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                (hello_now() - s0) * 1000);
-  close(fds[0]);
+  int st = hello_stop(pid, out_fd, &took);
+  ok &= app_row("SIGTERM: a graceful shutdown", st == 0,
+                "exit status %d after %.0f ms", st, took * 1000);
+  ok &= hello_workers_tour(self);
   return ok ? 0 : 1;
 }
 
