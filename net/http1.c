@@ -40,6 +40,50 @@ static int scratch_add(weft__h1 *h, const char *at, size_t n) {
   return 0;
 }
 
+/* Moves what still points into the fed bytes to the scratch buffer (the
+ * name first, then the piece after it): before a second piece is joined,
+ * and at the end of a feed, after which those bytes may move. */
+static int spill(weft__h1 *h) {
+  if (h->have_fld && !h->fld_sc) {
+    h->sc_len = 0;
+    if (scratch_add(h, h->fld, h->fld_len) != 0)
+      return HPE_USER;
+    h->fld_sc = true;
+  }
+  if (!h->cur_sc) {
+    if (!h->fld_sc)
+      h->sc_len = 0;
+    if (h->cur_len > 0 && scratch_add(h, h->cur, h->cur_len) != 0)
+      return HPE_USER;
+    h->cur_sc = true;
+  }
+  return 0;
+}
+
+/* A piece of the current span: kept where it is when it is the first. */
+static int piece(weft__h1 *h, const char *at, size_t n) {
+  if (h->cur_len == 0 && !h->cur_sc) {
+    h->cur = at;
+    h->cur_len = n;
+    return 0;
+  }
+  if (!h->cur_sc && spill(h) != 0)
+    return HPE_USER;
+  h->cur_len += n;
+  return scratch_add(h, at, n);
+}
+
+/* The bytes of the current span (whole now); the span is reset. */
+static const char *take(weft__h1 *h, size_t *len) {
+  const char *s = h->cur;
+  if (h->cur_sc)
+    s = h->scratch + (h->have_fld && h->fld_sc ? h->fld_len : 0);
+  *len = h->cur_len;
+  h->cur_len = 0;
+  h->cur_sc = false;
+  return s;
+}
+
 static int on_message_begin(llhttp_t *p) {
   weft__h1 *h = H(p);
   h->state = WEFT__H1_START;
@@ -48,7 +92,8 @@ static int on_message_begin(llhttp_t *p) {
   h->chunk_left = 0;
   h->crlf_left = 0;
   h->head_bytes = 0;
-  h->sc_len = h->fld_len = 0;
+  h->sc_len = h->cur_len = h->fld_len = 0;
+  h->cur_sc = h->fld_sc = h->have_fld = false;
   h->in_value = false;
   h->in_trailers = false;
   h->body_bytes = 0;
@@ -58,28 +103,64 @@ static int on_message_begin(llhttp_t *p) {
 static int on_method(llhttp_t *p, const char *at, size_t n) {
   weft__h1 *h = H(p);
   int rc = count(h, n, true);
-  return rc ? rc : scratch_add(h, at, n);
+  return rc ? rc : piece(h, at, n);
+}
+
+/* The common methods as literals (llhttp has matched the bytes to
+ * p->method, so a name of the same length is the same name). */
+static const char *method_lit(uint8_t m, size_t len) {
+  const char *s;
+  size_t l;
+  switch (m) {
+  case HTTP_GET:
+    s = "GET", l = 3;
+    break;
+  case HTTP_POST:
+    s = "POST", l = 4;
+    break;
+  case HTTP_HEAD:
+    s = "HEAD", l = 4;
+    break;
+  case HTTP_PUT:
+    s = "PUT", l = 3;
+    break;
+  case HTTP_DELETE:
+    s = "DELETE", l = 6;
+    break;
+  case HTTP_OPTIONS:
+    s = "OPTIONS", l = 7;
+    break;
+  case HTTP_PATCH:
+    s = "PATCH", l = 5;
+    break;
+  default:
+    return NULL;
+  }
+  return l == len ? s : NULL;
 }
 
 static int on_method_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
-  h->msg->method = weft__arena_strndup(&h->msg->arena, h->scratch, h->sc_len);
-  h->sc_len = 0;
+  size_t n;
+  const char *s = take(h, &n);
+  const char *lit = method_lit(p->method, n);
+  h->msg->method = lit ? lit : weft__arena_strndup(&h->msg->arena, s, n);
   return h->msg->method ? 0 : fail(h, 500, "out of memory");
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   weft__h1 *h = H(p);
-  if (h->sc_len + n > h->lim->max_target)
+  if (h->cur_len + n > h->lim->max_target)
     return fail(h, 414, "request target too long");
   int rc = count(h, n, true);
-  return rc ? rc : scratch_add(h, at, n);
+  return rc ? rc : piece(h, at, n);
 }
 
 static int on_url_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
-  int rc = weft__http_msg_set_target(h->msg, h->scratch, h->sc_len);
-  h->sc_len = 0;
+  size_t n;
+  const char *s = take(h, &n);
+  int rc = weft__http_msg_set_target(h->msg, s, n);
   return rc ? fail(h, 500, "out of memory") : 0;
 }
 
@@ -91,14 +172,17 @@ static int on_status(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   weft__h1 *h = H(p);
   int rc = count(h, n, false);
-  return rc ? rc : scratch_add(h, at, n);
+  return rc ? rc : piece(h, at, n);
 }
 
 static int on_header_field_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
-  h->fld_len = h->sc_len;
+  bool sc = h->cur_sc;
+  h->fld = take(h, &h->fld_len);
+  h->fld_sc = sc;
+  h->have_fld = true;
   /* llhttp's loose build takes "Host : x"; a name is a token. */
-  if (!weft__http_token_ok(h->scratch, h->fld_len))
+  if (!weft__http_token_ok(h->fld, h->fld_len))
     return fail(h, 400, "invalid header field name");
   return 0;
 }
@@ -114,29 +198,47 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   h->val_open = true;
   h->val_at_end = at + n == h->feed_end;
   int rc = count(h, n, false);
-  return rc ? rc : scratch_add(h, at, n);
+  return rc ? rc : piece(h, at, n);
+}
+
+/* Case-insensitive match of s[0..n) with a lower-case name made only of
+ * letters: OR-ing 0x20 folds exactly the letter's two cases into it. */
+static inline bool name_is(const char *s, size_t n, const char *lc,
+                           size_t lcn) {
+  if (n != lcn)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (((unsigned char)s[i] | 0x20) != (unsigned char)lc[i])
+      return false;
+  return true;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
   h->val_open = false;
   weft__http_hdrs *list = h->in_trailers ? &h->msg->trailers : &h->msg->hdrs;
+  size_t vlen;
+  const char *value = take(h, &vlen);
+  const char *name = h->fld_sc ? h->scratch : h->fld; /* scratch may move */
+  size_t nlen = h->fld_len;
+  h->have_fld = h->fld_sc = false;
+  h->fld_len = h->sc_len = 0;
   if (list->n >= h->lim->max_headers)
     return fail(h, 431, "too many header fields");
-  const char *name = h->scratch, *value = h->scratch + h->fld_len;
-  size_t nlen = h->fld_len, vlen = h->sc_len - h->fld_len;
   /* llhttp leaves trailing whitespace in values (OWS). */
   while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
     vlen--;
-  h->sc_len = h->fld_len = 0;
   if (weft__http_hdrs_add(h->msg, list, name, nlen, value, vlen) != 0)
     return fail(h, 500, "out of memory");
-  if (!h->in_trailers && nlen == 6 && weft__http_ieq(name, "expect", 6) &&
-      vlen == 12 && weft__http_ieq(value, "100-continue", 12))
+  if (h->in_trailers)
+    return 0;
+  if (name_is(name, nlen, "host", 4)) {
+    if (h->msg->authority[0] == '\0')
+      h->msg->authority = list->v[list->n - 1].value;
+  } else if (name_is(name, nlen, "expect", 6) && vlen == 12 &&
+             weft__http_ieq(value, "100-continue", 12)) {
     h->msg->expect_continue = true;
-  if (!h->in_trailers && nlen == 4 && weft__http_ieq(name, "host", 4) &&
-      h->msg->authority[0] == '\0')
-    h->msg->authority = list->v[list->n - 1].value;
+  }
   return 0;
 }
 
@@ -252,7 +354,8 @@ void weft__h1_reuse(weft__h1 *h, int kind, weft__http_msg *msg,
 void weft__h1_release(weft__h1 *h) {
   weft__free(h->scratch);
   h->scratch = NULL;
-  h->sc_len = h->sc_cap = h->fld_len = 0;
+  h->sc_len = h->sc_cap = h->cur_len = h->fld_len = 0;
+  h->cur_sc = h->fld_sc = h->have_fld = false;
 }
 
 void weft__h1_expect_head(weft__h1 *h, bool head) { h->msg->head = head; }
@@ -282,6 +385,14 @@ ssize_t weft__h1_feed(weft__h1 *h, const char *data, size_t len) {
     return -1;
   }
   llhttp_errno_t e = llhttp_execute(&h->p, data, len);
+  if (e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+    /* What is kept of a cut span must not point into these bytes. */
+    if (((h->cur_len > 0 && !h->cur_sc) || (h->have_fld && !h->fld_sc)) &&
+        spill(h) != 0) {
+      h->state = WEFT__H1_ERROR;
+      return -1;
+    }
+  }
   if (e == HPE_OK)
     return (ssize_t)len;
   if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
@@ -325,7 +436,8 @@ void weft__h1_next(weft__h1 *h, weft__http_msg *msg) {
   h->state = WEFT__H1_IDLE;
   h->upgrade = false;
   h->in_trailers = false;
-  h->sc_len = h->fld_len = 0;
+  h->sc_len = h->cur_len = h->fld_len = 0;
+  h->cur_sc = h->fld_sc = h->have_fld = false;
 }
 
 bool weft__h1_body_until_eof(const weft__h1 *h) {

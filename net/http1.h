@@ -47,9 +47,16 @@ typedef struct weft__h1 {
   int status;       /* on error: 400, 413, 414, 431 (or 505) */
   const char *why;  /* on error: a short reason for logs */
   size_t head_bytes;
-  /* The field and value being assembled (they may come in pieces). */
+  /* The piece being assembled (method, target, field name or value) and
+   * the field name that waits for its value. A piece that arrives whole is
+   * used where it lies in the bytes being fed (cur, fld); only one cut by
+   * the end of a feed is gathered in the scratch buffer (cur_sc, fld_sc),
+   * the name at its start and the value after it. */
+  const char *cur, *fld;
+  size_t cur_len, fld_len;
+  bool cur_sc, fld_sc, have_fld;
   char *scratch;
-  size_t sc_len, sc_cap, fld_len;
+  size_t sc_len, sc_cap;
   /* Body sink. */
   char *dst;
   size_t dst_cap, dst_len;

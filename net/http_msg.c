@@ -158,21 +158,26 @@ const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
 }
 
 int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n) {
-  char *target = weft__arena_strndup(&m->arena, t, n);
+  const char *q = memchr(t, '?', n);
+  size_t pl = q != NULL ? (size_t)(q - t) : n;
+  /* The target and, when there is a query, its path: one allocation. */
+  char *target = weft__arena_alloc(&m->arena, q != NULL ? n + pl + 2 : n + 1);
   if (target == NULL)
     return WEFT_ENOMEM;
+  if (n > 0)
+    memcpy(target, t, n);
+  target[n] = '\0';
   m->target = target;
-  const char *q = memchr(target, '?', n);
   if (q == NULL) {
     m->path = target;
     m->query = "";
     return 0;
   }
-  char *path = weft__arena_strndup(&m->arena, target, (size_t)(q - target));
-  if (path == NULL)
-    return WEFT_ENOMEM;
+  char *path = target + n + 1;
+  memcpy(path, t, pl);
+  path[pl] = '\0';
   m->path = path;
-  m->query = q + 1;
+  m->query = target + pl + 1;
   return 0;
 }
 

@@ -40,7 +40,13 @@ static ssize_t parse_one(parsed *p, int kind, const char *s, size_t len,
       break;
     weft__h1_set_sink(&p->p, p->body + p->body_len,
                       sizeof p->body - p->body_len);
-    ssize_t n = weft__h1_feed(&p->p, s + off, avail);
+    /* Each piece in a buffer of its own, clobbered and freed after the
+     * feed: the parser must keep nothing pointing into fed bytes. */
+    char *piece = malloc(avail);
+    memcpy(piece, s + off, avail);
+    ssize_t n = weft__h1_feed(&p->p, piece, avail);
+    memset(piece, 'Z', avail);
+    free(piece);
     if (n < 0)
       return -1;
     p->body_len += p->p.dst_len;
