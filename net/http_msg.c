@@ -248,6 +248,7 @@ void weft__hbuf_free(weft__hbuf *b) {
 /* ---- Date ---- */
 
 static __thread time_t date_at WEFT__TLS_IE = -1;
+/* 64 bytes, more than the line: weft__h1_head copies 40 at once. */
 static __thread char date_buf[64] WEFT__TLS_IE;
 static __thread size_t date_len WEFT__TLS_IE;
 
@@ -372,13 +373,14 @@ const char *weft_http_reason(int status) {
 }
 
 size_t weft__http_fmt_dec(char *buf, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
+  /* Count the digits, then write them from the last: no reversal. */
+  size_t n = 1;
+  for (uint64_t t = v; t >= 10; t /= 10)
+    n++;
+  char *q = buf + n;
   do {
-    tmp[n++] = (char)('0' + v % 10);
+    *--q = (char)('0' + v % 10);
     v /= 10;
   } while (v != 0);
-  for (size_t i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
   return n;
 }
