@@ -94,7 +94,6 @@ static int on_message_begin(llhttp_t *p) {
   h->head_bytes = 0;
   h->sc_len = h->cur_len = h->fld_len = 0;
   h->cur_sc = h->fld_sc = h->have_fld = false;
-  h->in_value = false;
   h->in_trailers = false;
   h->body_bytes = 0;
   return 0;
@@ -342,13 +341,27 @@ void weft__h1_init(weft__h1 *h, int kind, weft__http_msg *msg,
   h->state = WEFT__H1_IDLE;
 }
 
-void weft__h1_reuse(weft__h1 *h, int kind, weft__http_msg *msg,
-                    const weft__h1_limits *lim) {
-  char *sc = h->scratch;
-  size_t cap = h->sc_cap;
-  weft__h1_init(h, kind, msg, lim);
-  h->scratch = sc;
-  h->sc_cap = cap;
+void weft__h1_reuse(weft__h1 *h, const weft__h1 *proto, weft__http_msg *msg) {
+  /* llhttp's state as llhttp_init leaves it, without its memset and init
+   * calls; the fields of ours that on_message_begin does not set. */
+  h->p = proto->p;
+  h->p.data = h;
+  h->msg = msg;
+  h->lim = proto->lim;
+  h->state = WEFT__H1_IDLE;
+  h->in_trailers = h->upgrade = false;
+  h->status = 0;
+  h->why = NULL;
+  h->head_bytes = 0;
+  h->sc_len = h->cur_len = h->fld_len = 0;
+  h->cur_sc = h->fld_sc = h->have_fld = false;
+  h->dst = NULL;
+  h->dst_cap = h->dst_len = 0;
+  h->body_bytes = 0;
+  h->feed_start = h->feed_end = NULL;
+  h->val_open = h->val_at_end = false;
+  h->chunk_left = 0;
+  h->crlf_left = 0;
 }
 
 void weft__h1_release(weft__h1 *h) {

@@ -41,7 +41,6 @@ typedef struct weft__h1 {
   weft__http_msg *msg; /* the message being filled */
   const weft__h1_limits *lim;
   uint8_t state;
-  bool in_value;    /* last data callback was a value */
   bool in_trailers; /* header callbacks now fill msg->trailers */
   bool upgrade;     /* llhttp stopped at an Upgrade / CONNECT */
   int status;       /* on error: 400, 413, 414, 431 (or 505) */
@@ -76,10 +75,11 @@ typedef struct weft__h1 {
  * pointer). */
 void weft__h1_init(weft__h1 *h, int kind, weft__http_msg *msg,
                    const weft__h1_limits *lim);
-/* The same for a parser used before (initialised, maybe released): keeps
- * its scratch buffer. */
-void weft__h1_reuse(weft__h1 *h, int kind, weft__http_msg *msg,
-                    const weft__h1_limits *lim);
+/* Readies a parser used before (initialised, maybe released), or zeroed
+ * memory, as a copy of `proto`, a parser initialised with weft__h1_init
+ * and never fed (its kind and limits are taken): cheaper than
+ * initialising. Keeps the scratch buffer. */
+void weft__h1_reuse(weft__h1 *h, const weft__h1 *proto, weft__http_msg *msg);
 /* Frees the scratch buffer (the parser stays usable). */
 void weft__h1_release(weft__h1 *h);
 

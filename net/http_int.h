@@ -115,6 +115,7 @@ struct weft_http_server {
   weft_http_server_opts o; /* defaults filled in */
   char *metrics_path;
   weft__h1_limits h1lim;
+  weft__h1 h1proto; /* a fresh request parser, copied by weft__h1_reuse */
   weft__h2_limits h2lim;
   weft__list conns;
   size_t nconns;

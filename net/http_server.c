@@ -300,6 +300,7 @@ int weft_http_serve(weft_http_server **out, const weft_addr *addr,
    * still read (and dropped) so the client sees the answer, not a reset. */
   s->tq_secs[TQ_LINGER] = 2;
   s->h1lim = (weft__h1_limits){o.max_target, o.max_header_bytes, o.max_headers};
+  weft__h1_init(&s->h1proto, WEFT__HTTP_REQUEST, NULL, &s->h1lim);
   s->h2lim = (weft__h2_limits){o.h2_max_streams, o.h2_stream_window,
                                o.h2_conn_window, o.max_header_bytes,
                                o.max_headers,    o.h2_max_glitches};

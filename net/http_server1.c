@@ -113,7 +113,7 @@ static int state_get(hconn *c) {
     if (h == NULL)
       return WEFT_ENOMEM;
   }
-  weft__h1_reuse(&h->p, WEFT__HTTP_REQUEST, NULL, &s->h1lim);
+  weft__h1_reuse(&h->p, &s->h1proto, NULL);
   h->r = NULL;
   h->lingering = false;
   c->h1 = h;
