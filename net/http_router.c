@@ -156,11 +156,14 @@ static bool match(const route *rt, const char *path, uint8_t *kinds,
     const seg *g = &rt->segs[i];
     if (s == NULL)
       return false; /* the path ended first */
-    const char *e = strchr(s, '/');
-    size_t len =
-        g->kind == SEG_REST ? strlen(s) : (e ? (size_t)(e - s) : strlen(s));
+    /* Segments are short: a loop beats strchr and strlen calls. */
+    const char *q = s;
+    while (*q != '\0' && *q != '/')
+      q++;
+    const char *e = *q == '/' ? q : NULL;
+    size_t len = g->kind == SEG_REST ? strlen(s) : (size_t)(q - s);
     if (g->kind == SEG_LIT) {
-      if (len != g->len || memcmp(s, g->s, len) != 0)
+      if (len != g->len || (len > 0 && memcmp(s, g->s, len) != 0))
         return false;
     } else if (g->kind == SEG_PARAM && len == 0) {
       return false; /* a parameter is never empty */
@@ -182,9 +185,14 @@ static bool match(const route *rt, const char *path, uint8_t *kinds,
   return s == NULL;
 }
 
+/* strcmp(a, b) == 0, without the call when the first bytes differ. */
+static inline bool same(const char *a, const char *b) {
+  return a[0] == b[0] && (a[0] == '\0' || strcmp(a + 1, b + 1) == 0);
+}
+
 static bool method_ok(const route *rt, const char *m) {
-  return strcmp(rt->method, "*") == 0 || strcmp(rt->method, m) == 0 ||
-         (strcmp(m, "HEAD") == 0 && strcmp(rt->method, "GET") == 0);
+  return (rt->method[0] == '*' && rt->method[1] == '\0') ||
+         same(rt->method, m) || (same(m, "HEAD") && same(rt->method, "GET"));
 }
 
 /* True when a's segment kinds beat b's (left to right). */
@@ -198,14 +206,17 @@ static bool better(const uint8_t *a, size_t na, const uint8_t *b, size_t nb) {
 
 int weft_http_router_handler(weft_http_request *req, void *router) {
   weft_http_router *r = router;
-  const char *path = weft_http_path(req);
-  const char *m = weft_http_method(req);
+  const char *path = req->req.path;
+  const char *m = req->req.method;
   const route *best = NULL;
-  uint8_t bk[64], k[64];
+  /* The best route's segment kinds and the candidate's: swapped, not
+   * copied, when the candidate wins. */
+  uint8_t kinds[2][64];
+  uint8_t *bk = kinds[0], *k = kinds[1];
   bool path_known = false;
   for (size_t i = 0; i < r->n; i++) {
     const route *rt = &r->v[i];
-    if (rt->nsegs > sizeof k)
+    if (rt->nsegs > sizeof kinds[0])
       continue;
     if (!match(rt, path, k, NULL))
       continue;
@@ -214,10 +225,12 @@ int weft_http_router_handler(weft_http_request *req, void *router) {
       continue;
     /* An exact HEAD route beats GET's. */
     if (best == NULL || better(k, rt->nsegs, bk, best->nsegs) ||
-        (!better(bk, best->nsegs, k, rt->nsegs) &&
-         strcmp(best->method, m) != 0 && strcmp(rt->method, m) == 0)) {
+        (!better(bk, best->nsegs, k, rt->nsegs) && !same(best->method, m) &&
+         same(rt->method, m))) {
       best = rt;
-      memcpy(bk, k, rt->nsegs);
+      uint8_t *t = bk;
+      bk = k;
+      k = t;
     }
   }
   if (best != NULL) {
@@ -232,7 +245,7 @@ int weft_http_router_handler(weft_http_request *req, void *router) {
     bool get = false;
     for (size_t i = 0; i < r->n; i++) {
       const route *rt = &r->v[i];
-      if (rt->nsegs > sizeof k || !match(rt, path, k, NULL))
+      if (rt->nsegs > sizeof kinds[0] || !match(rt, path, k, NULL))
         continue;
       if (strstr(allow, rt->method) != NULL && len > 0)
         continue;
