@@ -61,7 +61,8 @@ static int spill(weft__h1 *h) {
 }
 
 /* A piece of the current span: kept where it is when it is the first. */
-static int piece(weft__h1 *h, const char *at, size_t n) {
+static inline __attribute__((always_inline)) int
+piece(weft__h1 *h, const char *at, size_t n) {
   if (h->cur_len == 0 && !h->cur_sc) {
     h->cur = at;
     h->cur_len = n;

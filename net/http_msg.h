@@ -37,8 +37,17 @@ typedef struct weft__arena {
 void weft__arena_init(weft__arena *a, weft__arena_blk *inline_blk);
 /* Frees every block but the inline one, which is emptied. */
 void weft__arena_reset(weft__arena *a);
-/* n bytes (aligned to 8), or NULL. */
-void *weft__arena_alloc(weft__arena *a, size_t n);
+/* n bytes (aligned to 8), or NULL. Inline while the block has room. */
+void *weft__arena_alloc_slow(weft__arena *a, size_t n);
+static inline void *weft__arena_alloc(weft__arena *a, size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  weft__arena_blk *b = a->head;
+  if (b == NULL || b->cap - b->used < n)
+    return weft__arena_alloc_slow(a, n);
+  void *p = b->data + b->used;
+  b->used += n;
+  return p;
+}
 /* A NUL-terminated copy of s[0..n), or NULL. */
 char *weft__arena_strndup(weft__arena *a, const char *s, size_t n);
 
@@ -89,9 +98,18 @@ int weft__http_hdrs_add_name(weft__http_msg *m, weft__http_hdrs *h,
                              const char *name, size_t nlen, const char *value,
                              size_t vlen);
 /* The same with both strings outliving the message (literals, or strings
- * the caller keeps until then): nothing is copied. */
-int weft__http_hdrs_add_static(weft__http_hdrs *h, const char *name,
-                               size_t nlen, const char *value, size_t vlen);
+ * the caller keeps until then): nothing is copied. Inline while the array
+ * has room. */
+int weft__http_hdrs_add_grow(weft__http_hdrs *h, const char *name, size_t nlen,
+                             const char *value, size_t vlen);
+static inline int weft__http_hdrs_add_static(weft__http_hdrs *h,
+                                             const char *name, size_t nlen,
+                                             const char *value, size_t vlen) {
+  if (h->n == h->cap)
+    return weft__http_hdrs_add_grow(h, name, nlen, value, vlen);
+  h->v[h->n++] = (weft_http_field){name, value, nlen, vlen};
+  return 0;
+}
 /* The first field named `name` (any case), or NULL. */
 const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
                                             const char *name, size_t nlen);
