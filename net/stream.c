@@ -1152,12 +1152,37 @@ int weft_stream_try_writev(weft_stream *s, const struct iovec *iov,
   if (s->shut || s->shutting)
     return WEFT_EPIPE;
   cursor c = {.iov = iov, .n = iovcnt};
-  for (int i = 0; i < iovcnt; i++) {
-    if (iov[i].iov_len > SIZE_MAX - c.left)
-      return WEFT_EINVAL;
-    c.left += iov[i].iov_len;
+  if (iovcnt == 1 && iov[0].iov_len > 0 && weft__buf_len(&s->wbuf) == 0 &&
+      weft__stream_ready(s, s->wwant)) {
+    /* The common case (one buffer, nothing queued): send_now's first
+     * round without its gather list, and done when the socket takes it
+     * all. */
+    int want = 0;
+    ssize_t n = s->tp->vt->writev(s->tp, iov, 1, &want);
+    if (n == (ssize_t)iov[0].iov_len) {
+      s->wwant = WEFT__WANT_WRITE;
+      s->nwritten += (size_t)n;
+      return 0;
+    }
+    c.left = iov[0].iov_len;
+    if (n == WEFT_EAGAIN) {
+      weft__stream_spent(s, want);
+      s->wwant = want;
+      return queue_some(s, &c, c.left);
+    }
+    if (n < 0)
+      return s->werr = (int)n;
+    s->wwant = WEFT__WANT_WRITE;
+    cursor_advance(&c, (size_t)n);
+    s->nwritten += (size_t)n;
+  } else {
+    for (int i = 0; i < iovcnt; i++) {
+      if (iov[i].iov_len > SIZE_MAX - c.left)
+        return WEFT_EINVAL;
+      c.left += iov[i].iov_len;
+    }
+    cursor_advance(&c, 0);
   }
-  cursor_advance(&c, 0);
   if (c.left == 0)
     return 0;
   int rc = send_now(s, &c);
