@@ -373,14 +373,33 @@ const char *weft_http_reason(int status) {
 }
 
 size_t weft__http_fmt_dec(char *buf, uint64_t v) {
-  /* Count the digits, then write them from the last: no reversal. */
+  static const char pairs[201] = "00010203040506070809"
+                                 "10111213141516171819"
+                                 "20212223242526272829"
+                                 "30313233343536373839"
+                                 "40414243444546474849"
+                                 "50515253545556575859"
+                                 "60616263646566676869"
+                                 "70717273747576777879"
+                                 "80818283848586878889"
+                                 "90919293949596979899";
+  /* Count the digits by comparison, then write them from the last, two a
+   * division. */
   size_t n = 1;
-  for (uint64_t t = v; t >= 10; t /= 10)
+  for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
     n++;
   char *q = buf + n;
-  do {
-    *--q = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
+  while (v >= 100) {
+    unsigned d = (unsigned)(v % 100) * 2;
+    v /= 100;
+    *--q = pairs[d + 1];
+    *--q = pairs[d];
+  }
+  if (v >= 10) {
+    *--q = pairs[v * 2 + 1];
+    *--q = pairs[v * 2];
+  } else {
+    *--q = (char)('0' + v);
+  }
   return n;
 }

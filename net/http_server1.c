@@ -262,10 +262,6 @@ static int parse(hconn *c) {
     }
   }
   while (h->rpos < h->rlen) {
-    if (h->p.state == WEFT__H1_IDLE && !h->head_timed) {
-      h->head_timed = true;
-      weft__hconn_timeout(c, TQ_HEAD);
-    }
     ssize_t n = weft__h1_feed(&h->p, h->rbuf + h->rpos, h->rlen - h->rpos);
     if (n < 0)
       return P_ERROR;
@@ -277,6 +273,12 @@ static int parse(hconn *c) {
   }
   if (h->rpos == h->rlen)
     h->rpos = h->rlen = 0;
+  /* A head has begun and is not complete: its timeout runs from this turn
+   * (set only now, so a head that comes whole never touches the list). */
+  if (h->p.state == WEFT__H1_START && !h->head_timed) {
+    h->head_timed = true;
+    weft__hconn_timeout(c, TQ_HEAD);
+  }
   return P_MORE;
 }
 
