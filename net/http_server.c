@@ -457,27 +457,22 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
     s->free_reqs = n->next;
     s->nfree_reqs--;
     r = (weft_http_request *)n;
+    /* weft__req_put emptied its arenas (the inline blocks, their caps set)
+     * and freed its body copy: the messages need only their fields. */
+    weft__http_msg_reset(&r->req);
+    weft__http_msg_reset(&r->res);
   } else {
     r = weft__malloc(sizeof *r);
     if (r == NULL)
       return NULL;
-    r->req.hdrs = (weft__http_hdrs){0};
-    r->req.trailers = (weft__http_hdrs){0};
-    r->res.hdrs = (weft__http_hdrs){0};
-    r->res.trailers = (weft__http_hdrs){0};
+    weft__arena_blk *bq = (weft__arena_blk *)r->inl_req;
+    weft__arena_blk *bs = (weft__arena_blk *)r->inl_res;
+    bq->cap = sizeof r->inl_req - sizeof(weft__arena_blk);
+    bs->cap = sizeof r->inl_res - sizeof(weft__arena_blk);
+    weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, bq);
+    weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, bs);
+    r->body_buf = NULL;
   }
-  weft__http_hdrs rh = r->req.hdrs, rt = r->req.trailers, sh = r->res.hdrs,
-                  st = r->res.trailers;
-  weft__arena_blk *bq = (weft__arena_blk *)r->inl_req;
-  weft__arena_blk *bs = (weft__arena_blk *)r->inl_res;
-  bq->cap = sizeof r->inl_req - sizeof(weft__arena_blk);
-  bs->cap = sizeof r->inl_res - sizeof(weft__arena_blk);
-  weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, bq);
-  weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, bs);
-  r->req.hdrs = (weft__http_hdrs){rh.v, 0, rh.cap};
-  r->req.trailers = (weft__http_hdrs){rt.v, 0, rt.cap};
-  r->res.hdrs = (weft__http_hdrs){sh.v, 0, sh.cap};
-  r->res.trailers = (weft__http_hdrs){st.v, 0, st.cap};
   r->c = c;
   r->ops = ops;
   r->rstate = RS_NONE;
@@ -490,7 +485,6 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
   r->out_left = -1;
   r->max_body = s->o.max_body;
   r->body_read = 0;
-  r->body_buf = NULL;
   r->bytes_out = 0;
   r->t0 = s->loop->now; /* the loop's clock, as of this turn (nginx too) */
   r->nparams = 0;
