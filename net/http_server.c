@@ -55,7 +55,7 @@ void weft__hconn_timeout(hconn *c, int q) {
     return;
   c->tq = (uint8_t)q;
   /* The loop's clock as of this turn: a deadline may come a turn early. */
-  c->deadline = s->loop->now + (uint64_t)(s->tq_secs[q] * 1e9);
+  c->deadline = s->loop->now + s->tq_ns[q];
   weft__list_push_back(&s->tq[q], &c->tlink);
 }
 
@@ -299,6 +299,8 @@ int weft_http_serve(weft_http_server **out, const weft_addr *addr,
   /* nginx's lingering_timeout: how long a closing connection's input is
    * still read (and dropped) so the client sees the answer, not a reset. */
   s->tq_secs[TQ_LINGER] = 2;
+  for (int q = 0; q < TQ_COUNT; q++)
+    s->tq_ns[q] = (uint64_t)(s->tq_secs[q] * 1e9);
   s->h1lim = (weft__h1_limits){o.max_target, o.max_header_bytes, o.max_headers};
   weft__h1_init(&s->h1proto, WEFT__HTTP_REQUEST, NULL, &s->h1lim);
   s->h2lim = (weft__h2_limits){o.h2_max_streams, o.h2_stream_window,
@@ -839,12 +841,15 @@ static bool bodyless(int status) {
   return status < 200 || status == 204 || status == 304;
 }
 
+/* weft_http_respond_text's type, whose length is known. */
+static const char text_plain[] = "text/plain; charset=utf-8";
+
 /* The response's Content-Type: `lit` says ct is weft's own literal (no
  * check, no copy). */
 static int set_ctype(weft_http_request *r, const char *ct, bool lit) {
   if (ct == NULL)
     return 0;
-  size_t l = strlen(ct);
+  size_t l = ct == text_plain ? sizeof text_plain - 1 : strlen(ct);
   if (!lit && !weft__http_value_ok(ct, l))
     return WEFT_EINVAL;
   /* HTTP/2 sends names in lower case: given so, they need no copy. */
@@ -925,8 +930,7 @@ int weft_http_respond(weft_http_request *r, int status,
 }
 
 int weft_http_respond_text(weft_http_request *r, int status, const char *text) {
-  return respond(r, status, "text/plain; charset=utf-8", true, text,
-                 text ? strlen(text) : 0);
+  return respond(r, status, text_plain, true, text, text ? strlen(text) : 0);
 }
 
 int weft_http_send_file(weft_http_request *r, int status,
