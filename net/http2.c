@@ -321,38 +321,60 @@ static const uint8_t cls[256] = {CL64(0), CL64(64), CL64(128), CL64(192)};
 #undef DIGIT
 #undef ALPHA
 
+/* The classes of the four bytes at p, and-ed. */
+#define CLS4(p)                                                                \
+  ((unsigned)(cls[(p)[0]] & cls[(p)[1]] & cls[(p)[2]] & cls[(p)[3]]))
+
 /* True when every byte of p[0..n) is of class c: the classes of four
- * bytes at a time are and-ed, no branch a byte. */
-static bool all(const uint8_t *p, size_t n, uint8_t c) {
+ * bytes at a time are and-ed, no branch a byte, and the last four bytes
+ * are read again (overlapping, which an and does not mind) instead of a
+ * byte at a time. Inline: its callers pass a constant class. */
+static inline __attribute__((always_inline)) bool all(const uint8_t *p,
+                                                      size_t n, uint8_t c) {
   unsigned acc = c;
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    acc &=
-        (unsigned)(cls[p[i]] & cls[p[i + 1]] & cls[p[i + 2]] & cls[p[i + 3]]);
-  for (; i < n; i++)
-    acc &= cls[p[i]];
+  if (n >= 4) {
+    for (size_t i = 0; i + 4 < n; i += 4)
+      acc &= CLS4(p + i);
+    acc &= CLS4(p + n - 4);
+  } else {
+    switch (n) {
+    case 3:
+      acc &= cls[p[2]];
+      /* fall through */
+    case 2:
+      acc &= cls[p[1]];
+      /* fall through */
+    case 1:
+      acc &= cls[p[0]];
+    }
+  }
   return acc == c;
+}
+
+/* True when the eight bytes at p may hold a byte below 0x20 or a DEL
+ * (bit tricks that never miss one; HTAB is flagged too). */
+static inline bool ctl8(const uint8_t *p) {
+  const uint64_t ones = 0x0101010101010101u, highs = ones * 0x80;
+  uint64_t x, y;
+  memcpy(&x, p, 8);
+  y = x ^ (ones * 0x7f);
+  return ((((x - ones * 0x20) & ~x) | ((y - ones) & ~y)) & highs) != 0;
 }
 
 /* A field value as RFC 9113 8.2.1 wants it. */
 static bool value_ok(const uint8_t *v, size_t n) {
-  if (n > 0 &&
-      (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+  if (n == 0)
+    return true;
+  if (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
     return false;
-  /* Eight bytes at a time: only a word with a byte below 0x20 or a DEL
-   * (bit tricks that never miss one) goes to the table, which allows
-   * HTAB. */
-  const uint64_t ones = 0x0101010101010101u, highs = ones * 0x80;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t x, y;
-    memcpy(&x, v + i, 8);
-    y = x ^ (ones * 0x7f);
-    if ((((x - ones * 0x20) & ~x) | ((y - ones) & ~y)) & highs &&
-        !all(v + i, 8, C_VALUE))
+  if (n < 8)
+    return all(v, n, C_VALUE);
+  /* Eight bytes at a time, the last eight overlapping: only a word that
+   * may hold a control byte goes to the table, which allows HTAB. */
+  for (size_t i = 0; i + 8 < n; i += 8)
+    if (ctl8(v + i) && !all(v + i, 8, C_VALUE))
       return false;
-  }
-  return all(v + i, n - i, C_VALUE);
+  return !ctl8(v + n - 8) || all(v + n - 8, 8, C_VALUE);
 }
 
 /* Marks a once-only field seen; false when it came before or is empty. */
@@ -375,37 +397,46 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
   if (nl > 0 && n[0] == ':') {
     if (h->hb_trailers || (h->hb_seen & RQ_REGULAR))
       return F_BAD;
-    if (is(n, nl, ":method")) {
-      if (!once(h, RQ_METHOD, vl) || !all(v, vl, C_TCHAR) ||
-          is(v, vl, "CONNECT"))
-        return F_BAD;
-      if (is(v, vl, "OPTIONS"))
-        h->hb_seen |= RQ_OPTIONS;
-      return F_METHOD;
-    }
-    if (is(n, nl, ":path")) {
-      if (!once(h, RQ_PATH, vl) || !all(v, vl, C_PATH))
-        return F_BAD;
-      if (v[0] == '/')
-        h->hb_seen |= RQ_PATH_SLASH;
-      else if (vl == 1 && v[0] == '*')
-        h->hb_seen |= RQ_PATH_STAR;
-      return F_PATH;
-    }
-    if (is(n, nl, ":scheme")) {
-      if (!once(h, RQ_SCHEME, vl) || !(cls[v[0]] & C_ALPHA) ||
-          !all(v, vl, C_SCHEME))
-        return F_BAD;
-      if (is(v, vl, "http") || is(v, vl, "https") ||
-          (vl == 4 && weft__http_ieq((const char *)v, "http", 4)) ||
-          (vl == 5 && weft__http_ieq((const char *)v, "https", 5)))
-        h->hb_seen |= RQ_HTTP;
-      return F_SCHEME;
-    }
-    if (is(n, nl, ":authority")) {
-      if (!once(h, RQ_AUTHORITY, vl) || !all(v, vl, C_AUTH))
-        return F_BAD;
-      return F_AUTHORITY;
+    /* By length first: one compare for most. */
+    switch (nl) {
+    case 5:
+      if (is(n, nl, ":path")) {
+        if (!once(h, RQ_PATH, vl) || !all(v, vl, C_PATH))
+          return F_BAD;
+        if (v[0] == '/')
+          h->hb_seen |= RQ_PATH_SLASH;
+        else if (vl == 1 && v[0] == '*')
+          h->hb_seen |= RQ_PATH_STAR;
+        return F_PATH;
+      }
+      break;
+    case 7:
+      if (is(n, nl, ":method")) {
+        if (!once(h, RQ_METHOD, vl) || !all(v, vl, C_TCHAR) ||
+            is(v, vl, "CONNECT"))
+          return F_BAD;
+        if (is(v, vl, "OPTIONS"))
+          h->hb_seen |= RQ_OPTIONS;
+        return F_METHOD;
+      }
+      if (is(n, nl, ":scheme")) {
+        if (!once(h, RQ_SCHEME, vl) || !(cls[v[0]] & C_ALPHA) ||
+            !all(v, vl, C_SCHEME))
+          return F_BAD;
+        if (is(v, vl, "http") || is(v, vl, "https") ||
+            (vl == 4 && weft__http_ieq((const char *)v, "http", 4)) ||
+            (vl == 5 && weft__http_ieq((const char *)v, "https", 5)))
+          h->hb_seen |= RQ_HTTP;
+        return F_SCHEME;
+      }
+      break;
+    case 10:
+      if (is(n, nl, ":authority")) {
+        if (!once(h, RQ_AUTHORITY, vl) || !all(v, vl, C_AUTH))
+          return F_BAD;
+        return F_AUTHORITY;
+      }
+      break;
     }
     return F_BAD; /* :status, :protocol, unknown */
   }
