@@ -4,6 +4,8 @@
 
 #include "http2.h"
 
+#define UD_SLOTS 128 /* a power of two */
+
 struct weft__h2 {
   nghttp2_session *s;
   weft__h2_events ev;
@@ -24,7 +26,44 @@ struct weft__h2 {
   double tokens;
   uint64_t tokens_at;
   uint64_t resets_recv;
+  /* Stream pointers by stream id, direct-mapped (ud_get). */
+  struct ud_slot {
+    int32_t sid; /* 0: free */
+    void *ud;
+  } uds[UD_SLOTS];
 };
+
+/* ---- stream pointers ----
+ *
+ * nghttp2 keeps a pointer per stream, but reaching it is a call and a hash
+ * lookup, made for every new stream (set) and again as it closes (get). The
+ * pointers weft sets are kept here instead, in a table indexed by stream id
+ * (ids of one side go up by two, so the streams open at once take distinct
+ * slots unless some live long): a stream whose slot is taken, and a client's
+ * (set by nghttp2_submit_request), keep theirs in nghttp2. A slot is freed
+ * as its stream closes (nghttp2 reports every close of a stream it opened;
+ * deleting the session drops the table with it).
+ */
+static inline struct ud_slot *ud_slot(weft__h2 *h, int32_t sid) {
+  return &h->uds[((uint32_t)sid >> 1) & (UD_SLOTS - 1)];
+}
+
+static inline void *ud_get(weft__h2 *h, int32_t sid) {
+  struct ud_slot *u = ud_slot(h, sid);
+  if (u->sid == sid)
+    return u->ud;
+  return nghttp2_session_get_stream_user_data(h->s, sid);
+}
+
+static void ud_set(weft__h2 *h, int32_t sid, void *ud) {
+  struct ud_slot *u = ud_slot(h, sid);
+  if (u->sid == 0 || u->sid == sid) {
+    u->sid = sid;
+    u->ud = ud;
+    return;
+  }
+  nghttp2_session_set_stream_user_data(h->s, sid, ud);
+}
 
 /* ---- allocator: weft's hook, with a cache per loop ----
  *
@@ -209,7 +248,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
   /* A request opens its stream: nothing is set on it yet. */
   void *ud = f->headers.cat == NGHTTP2_HCAT_REQUEST
                  ? NULL
-                 : nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+                 : ud_get(h, f->hd.stream_id);
   h->hb_trailers = f->headers.cat == NGHTTP2_HCAT_HEADERS;
   weft__http_msg *msg = NULL;
   void *nud = h->ev.begin(h->owner, f->hd.stream_id, ud, &msg);
@@ -220,7 +259,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   if (ud == NULL)
-    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, nud);
+    ud_set(h, f->hd.stream_id, nud);
   h->hb_msg = msg;
   h->hb_sid = f->hd.stream_id;
   h->hb_ud = nud;
@@ -627,13 +666,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
                          void *user) {
+  (void)s;
   weft__h2 *h = user;
   int32_t sid = f->hd.stream_id;
   void *ud = NULL;
   if (f->hd.type == NGHTTP2_HEADERS && sid != 0 && sid == h->hb_sid)
     ud = h->hb_ud; /* the block on_begin_headers saw (saves a lookup) */
   else if (sid != 0)
-    ud = nghttp2_session_get_stream_user_data(s, sid);
+    ud = ud_get(h, sid);
   bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   switch (f->hd.type) {
   case NGHTTP2_HEADERS:
@@ -671,7 +711,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
                          const uint8_t *data, size_t len, void *user) {
   (void)flags;
   weft__h2 *h = user;
-  void *ud = nghttp2_session_get_stream_user_data(s, sid);
+  void *ud = ud_get(h, sid);
   if (ud == NULL) {
     nghttp2_session_consume_connection(s, len);
     return 0;
@@ -684,7 +724,15 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code,
                            void *user) {
   weft__h2 *h = user;
-  void *ud = nghttp2_session_get_stream_user_data(s, sid);
+  void *ud;
+  struct ud_slot *u = ud_slot(h, sid);
+  if (u->sid == sid) {
+    ud = u->ud;
+    u->sid = 0;
+    u->ud = NULL;
+  } else {
+    ud = nghttp2_session_get_stream_user_data(s, sid);
+  }
   if (sid == h->hb_sid)
     h->hb_sid = 0;
   if (ud == NULL)
@@ -866,7 +914,7 @@ int weft__h2_upgrade(weft__h2 *h, const char *settings_b64, bool head,
   if (rc != 0)
     return WEFT_EBADMSG;
   /* A server's upgrade ignores the pointer it is given. */
-  nghttp2_session_set_stream_user_data(h->s, 1, ud);
+  ud_set(h, 1, ud);
   return 0;
 }
 
@@ -1118,9 +1166,7 @@ void weft__h2_goaway(weft__h2 *h, uint32_t code) {
   (void)nghttp2_session_terminate_session(h->s, code);
 }
 
-void *weft__h2_stream_ud(weft__h2 *h, int32_t sid) {
-  return nghttp2_session_get_stream_user_data(h->s, sid);
-}
+void *weft__h2_stream_ud(weft__h2 *h, int32_t sid) { return ud_get(h, sid); }
 
 uint64_t weft__h2_resets_recv(const weft__h2 *h) { return h->resets_recv; }
 
