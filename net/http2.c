@@ -993,12 +993,38 @@ static const unsigned char lower[256] = {
 #undef L1
 };
 
-/* Builds the nv list of m's fields with names in lower case, `extra`
- * entries left free at the front, in `stack` (room for NV_STACK entries and
- * NV_NAMES bytes of names after them) when it fits, else in one
- * allocation. A name already in lower case is used as it is. With `keep`,
- * nghttp2 is told not to copy the strings (they live as long as the arena
- * `keep`, where the lower-case copies go too). Returns the list or NULL. */
+/* The index of the first upper-case ASCII byte of n[0..l), or l: eight
+ * bytes at a time (bit tricks, exact: the high bits are cleared first so
+ * no byte carries into the next), the last eight overlapping. */
+static size_t first_upper(const char *n, size_t l) {
+  const uint64_t ones = 0x0101010101010101u, highs = ones * 0x80;
+  if (l >= 8) {
+    for (size_t i = 0;; i += 8) {
+      if (i + 8 > l)
+        i = l - 8;
+      uint64_t x, y;
+      memcpy(&x, n + i, 8);
+      y = x & ~highs;
+      if ((y + ones * (0x80 - 'A')) & ~(y + ones * (0x80 - 'Z' - 1)) & ~x &
+          highs)
+        break; /* one of these: find it below */
+      if (i + 8 == l)
+        return l;
+    }
+  }
+  size_t j = 0;
+  while (j < l && (unsigned)(n[j] - 'A') >= 26u)
+    j++;
+  return j;
+}
+
+/* Builds the nv list of m's fields with names in lower case after `extra`
+ * entries left for the caller at the front, in `stack` (room for NV_STACK
+ * entries and NV_NAMES bytes of names after them) when it fits, else in
+ * one allocation. A name already in lower case is used as it is. With
+ * `keep`, nghttp2 is told not to copy the strings (they live as long as the
+ * arena `keep`, where the lower-case copies go too). Returns the list or
+ * NULL. */
 #define NV_STACK 24
 #define NV_NAMES 512
 static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
@@ -1025,9 +1051,7 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
     if (h2_forbidden(f->name, f->name_len))
       continue;
     const char *name = f->name;
-    size_t j = 0;
-    while (j < f->name_len && (unsigned)(f->name[j] - 'A') >= 26u)
-      j++;
+    size_t j = first_upper(f->name, f->name_len);
     if (j < f->name_len) {
       /* Upper case in it: a lower-case copy. */
       char *d = lc;
@@ -1059,17 +1083,37 @@ typedef union nv_room {
 #define NV(n, v, vl, fl)                                                       \
   ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)})
 
+/* v in decimal at buf (no NUL); returns the length. The short ones (most
+ * bodies) without the general loop. */
+static size_t fmt_len(char *buf, uint64_t v) {
+  if (v < 10) {
+    buf[0] = (char)('0' + v);
+    return 1;
+  }
+  if (v < 100) {
+    buf[0] = (char)('0' + v / 10);
+    buf[1] = (char)('0' + v % 10);
+    return 2;
+  }
+  return weft__http_fmt_dec(buf, v);
+}
+
 int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
                         void *ud) {
   /* A server's response is sent without copies: its strings are in its
    * arena (or static), which lasts until the stream closes. */
-  bool keep = h->server && m->kind == WEFT__HTTP_RESPONSE;
+  bool resp = m->kind == WEFT__HTTP_RESPONSE;
+  bool keep = h->server && resp;
   uint8_t fl =
       keep ? NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE
            : NGHTTP2_NV_FLAG_NONE;
+  /* The fixed entries go first, the fields after them. */
+  size_t fixed =
+      (resp ? 1 + (h->server ? 1 : 0) : 4) + (m->content_length >= 0 ? 1 : 0);
   size_t n;
   nv_room room;
-  nghttp2_nv *nv = make_nv(&m->hdrs, 6, &n, room.nv, keep ? &m->arena : NULL);
+  nghttp2_nv *nv =
+      make_nv(&m->hdrs, fixed, &n, room.nv, keep ? &m->arena : NULL);
   if (nv == NULL)
     return WEFT_ENOMEM;
   size_t k = 0;
@@ -1082,10 +1126,11 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
   }
   if (keep)
     cl = st + 4;
-  if (m->kind == WEFT__HTTP_RESPONSE) {
-    st[0] = (char)('0' + m->status / 100 % 10);
-    st[1] = (char)('0' + m->status / 10 % 10);
-    st[2] = (char)('0' + m->status % 10);
+  if (resp) {
+    unsigned s = (unsigned)m->status, q = s / 100 % 10, r = s % 100;
+    st[0] = (char)('0' + q);
+    st[1] = (char)('0' + r / 10);
+    st[2] = (char)('0' + r % 10);
     nv[k++] = NV(":status", st, 3, fl);
     if (h->server) {
       /* "Date: <value>\r\n", in the thread's cache: the text may turn to
@@ -1103,15 +1148,11 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
     nv[k++] = NV(":path", m->target, strlen(m->target), fl);
   }
   if (m->content_length >= 0)
-    nv[k++] = NV("content-length", cl,
-                 weft__http_fmt_dec(cl, (uint64_t)m->content_length), fl);
-  /* The fixed entries go before the fields: move the fields down. */
-  if (k < 6)
-    memmove(nv + k, nv + 6, (n - 6) * sizeof *nv);
-  n = n - 6 + k;
+    nv[k++] =
+        NV("content-length", cl, fmt_len(cl, (uint64_t)m->content_length), fl);
   nghttp2_data_provider prd = {.source.ptr = ud, .read_callback = read_cb};
   int32_t rc;
-  if (m->kind == WEFT__HTTP_RESPONSE)
+  if (resp)
     rc = nghttp2_submit_response(h->s, sid, nv, n, body ? &prd : NULL);
   else
     rc = nghttp2_submit_request(h->s, NULL, nv, n, body ? &prd : NULL, ud);
