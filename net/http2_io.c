@@ -18,8 +18,11 @@ static __thread uint8_t batch[BATCH];
 int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
   uint8_t *b = batch; /* the thread's buffer, looked up once */
   size_t used = 0;
+  /* What the stream holds changes only when this writes to it: asked
+   * again after each write, not before each frame. */
+  size_t queued = weft__stream_wqueued(st);
   for (;;) {
-    if (weft__stream_wqueued(st) + used >= high)
+    if (queued + used >= high)
       break; /* the peer is slow: the driver waits for DRAINED */
     const uint8_t *data;
     ssize_t n = weft__h2_send(h, &data);
@@ -33,6 +36,7 @@ int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
       used = 0;
       if (rc != 0)
         return rc;
+      queued = weft__stream_wqueued(st);
     }
     if ((size_t)n > BATCH) {
       /* A frame bigger than the batch goes as it is (queued, not copied
@@ -41,6 +45,7 @@ int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
       int rc = weft_stream_try_writev(st, &iov, 1);
       if (rc != 0)
         return rc;
+      queued = weft__stream_wqueued(st);
       continue;
     }
     memcpy(b + used, data, (size_t)n);
