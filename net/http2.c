@@ -1187,12 +1187,10 @@ void weft__h2_reset(weft__h2 *h, int32_t sid, uint32_t code) {
 }
 
 void weft__h2_consume(weft__h2 *h, int32_t sid, size_t n) {
-  if (n == 0)
-    return;
-  if (nghttp2_session_find_stream(h->s, sid) != NULL)
+  /* nghttp2_session_consume opens the connection's window, then the
+   * stream's if the stream is still there: no lookup of ours first. */
+  if (n > 0)
     (void)nghttp2_session_consume(h->s, sid, n);
-  else
-    (void)nghttp2_session_consume_connection(h->s, n);
 }
 
 void weft__h2_goaway(weft__h2 *h, uint32_t code) {
@@ -1229,6 +1227,7 @@ void weft__h2_consume_conn(weft__h2 *h, size_t n) {
 }
 
 void weft__h2_consume_stream(weft__h2 *h, int32_t sid, size_t n) {
-  if (n > 0 && nghttp2_session_find_stream(h->s, sid) != NULL)
+  /* A stream that is gone is skipped by nghttp2 itself. */
+  if (n > 0)
     (void)nghttp2_session_consume_stream(h->s, sid, n);
 }
