@@ -980,19 +980,6 @@ static bool h2_forbidden(const char *n, size_t l) {
   }
 }
 
-/* ASCII lower case, a byte at a time without a branch. */
-static const unsigned char lower[256] = {
-#define L1(c) ((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c))
-#define L4(c) L1(c), L1(c + 1), L1(c + 2), L1(c + 3)
-#define L16(c) L4(c), L4(c + 4), L4(c + 8), L4(c + 12)
-#define L64(c) L16(c), L16(c + 16), L16(c + 32), L16(c + 48)
-    L64(0), L64(64), L64(128), L64(192)
-#undef L64
-#undef L16
-#undef L4
-#undef L1
-};
-
 /* The index of the first upper-case ASCII byte of n[0..l), or l: eight
  * bytes at a time (bit tricks, exact: the high bits are cleared first so
  * no byte carries into the next), the last eight overlapping. */
@@ -1018,67 +1005,39 @@ static size_t first_upper(const char *n, size_t l) {
   return j;
 }
 
-/* Builds the nv list of m's fields with names in lower case after `extra`
- * entries left for the caller at the front, in `stack` (room for NV_STACK
- * entries and NV_NAMES bytes of names after them) when it fits, else in
- * one allocation. A name already in lower case is used as it is. With
- * `keep`, nghttp2 is told not to copy the strings (they live as long as the
- * arena `keep`, where the lower-case copies go too). Returns the list or
- * NULL. */
-#define NV_STACK 24
-#define NV_NAMES 512
+/* Builds the nv list of m's fields after `extra` entries left for the
+ * caller at the front, in `stack` (room for NV_STACK entries) when it fits,
+ * else in one allocation. nghttp2 copies a head's strings and lower-cases
+ * the names it copies (documented for nghttp2_submit_*). With `keep`, it is
+ * told not to copy them (they live as long as the message); a name with
+ * upper case in it is still left to nghttp2 to copy, and so to lower-case.
+ * Returns the list or NULL. */
+#define NV_STACK 32
 static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
-                           size_t *count, nghttp2_nv *stack,
-                           weft__arena *keep) {
-  size_t names = 0;
-  if (keep == NULL)
-    for (uint32_t i = 0; i < hd->n; i++)
-      names += hd->v[i].name_len;
+                           size_t *count, nghttp2_nv *stack, bool keep) {
   nghttp2_nv *nv = stack;
-  char *lc = (char *)(stack + NV_STACK);
-  if (hd->n + extra > NV_STACK || names > NV_NAMES) {
-    nv = weft__malloc((hd->n + extra) * sizeof *nv + names + 1);
+  if (hd->n + extra > NV_STACK) {
+    nv = weft__malloc((hd->n + extra) * sizeof *nv);
     if (nv == NULL)
       return NULL;
-    lc = (char *)(nv + hd->n + extra);
   }
-  uint8_t flags = keep != NULL ? NGHTTP2_NV_FLAG_NO_COPY_NAME |
-                                     NGHTTP2_NV_FLAG_NO_COPY_VALUE
-                               : NGHTTP2_NV_FLAG_NONE;
+  uint8_t flags =
+      keep ? NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE
+           : NGHTTP2_NV_FLAG_NONE;
   size_t k = extra;
   for (uint32_t i = 0; i < hd->n; i++) {
     const weft_http_field *f = &hd->v[i];
     if (h2_forbidden(f->name, f->name_len))
       continue;
-    const char *name = f->name;
-    size_t j = first_upper(f->name, f->name_len);
-    if (j < f->name_len) {
-      /* Upper case in it: a lower-case copy. */
-      char *d = lc;
-      if (keep == NULL) {
-        lc += f->name_len;
-      } else if ((d = weft__arena_alloc(keep, f->name_len)) == NULL) {
-        if (nv != stack)
-          weft__free(nv);
-        return NULL;
-      }
-      memcpy(d, f->name, j);
-      for (; j < f->name_len; j++)
-        d[j] = (char)lower[(unsigned char)f->name[j]];
-      name = d;
-    }
-    nv[k++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)f->value, f->name_len,
-                           f->value_len, flags};
+    uint8_t fl = flags;
+    if (keep && first_upper(f->name, f->name_len) < f->name_len)
+      fl = NGHTTP2_NV_FLAG_NO_COPY_VALUE; /* nghttp2 lower-cases its copy */
+    nv[k++] = (nghttp2_nv){(uint8_t *)f->name, (uint8_t *)f->value, f->name_len,
+                           f->value_len, fl};
   }
   *count = k;
   return nv;
 }
-
-/* Stack room for make_nv: NV_STACK entries, then the names. */
-typedef union nv_room {
-  nghttp2_nv
-      nv[NV_STACK + (NV_NAMES + sizeof(nghttp2_nv) - 1) / sizeof(nghttp2_nv)];
-} nv_room;
 
 #define NV(n, v, vl, fl)                                                       \
   ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)})
@@ -1111,16 +1070,15 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
   size_t fixed =
       (resp ? 1 + (h->server ? 1 : 0) : 4) + (m->content_length >= 0 ? 1 : 0);
   size_t n;
-  nv_room room;
-  nghttp2_nv *nv =
-      make_nv(&m->hdrs, fixed, &n, room.nv, keep ? &m->arena : NULL);
+  nghttp2_nv room[NV_STACK];
+  nghttp2_nv *nv = make_nv(&m->hdrs, fixed, &n, room, keep);
   if (nv == NULL)
     return WEFT_ENOMEM;
   size_t k = 0;
   char buf[28];
   char *st = buf, *cl = buf + 4;
   if (keep && (st = weft__arena_alloc(&m->arena, sizeof buf)) == NULL) {
-    if (nv != room.nv)
+    if (nv != room)
       weft__free(nv);
     return WEFT_ENOMEM;
   }
@@ -1156,7 +1114,7 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
     rc = nghttp2_submit_response(h->s, sid, nv, n, body ? &prd : NULL);
   else
     rc = nghttp2_submit_request(h->s, NULL, nv, n, body ? &prd : NULL, ud);
-  if (nv != room.nv)
+  if (nv != room)
     weft__free(nv);
   if (rc == NGHTTP2_ERR_NOMEM)
     return WEFT_ENOMEM;
@@ -1168,12 +1126,12 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
 int weft__h2_submit_trailers(weft__h2 *h, int32_t sid,
                              const weft__http_hdrs *t) {
   size_t n;
-  nv_room room;
-  nghttp2_nv *nv = make_nv(t, 0, &n, room.nv, NULL);
+  nghttp2_nv room[NV_STACK];
+  nghttp2_nv *nv = make_nv(t, 0, &n, room, false);
   if (nv == NULL)
     return WEFT_ENOMEM;
   int rc = nghttp2_submit_trailer(h->s, sid, nv, n);
-  if (nv != room.nv)
+  if (nv != room)
     weft__free(nv);
   return rc == 0 ? 0 : (rc == NGHTTP2_ERR_NOMEM ? WEFT_ENOMEM : WEFT_EINVAL);
 }

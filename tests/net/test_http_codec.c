@@ -426,6 +426,10 @@ static int m_h2(void *arg) {
   weft__http_msg_init(&res, WEFT__HTTP_RESPONSE, NULL);
   res.status = 201;
   res.content_length = 5;
+  /* A server's response goes without copies but for a name with upper
+   * case, which nghttp2 copies and lower-cases. */
+  T_OK(weft__http_hdrs_add(&res, &res.hdrs, "X-Resp-Case", 11, "w", 1));
+  T_OK(weft__http_hdrs_add(&res, &res.hdrs, "x-lower", 7, "z", 1));
   srv.send = "hello";
   srv.send_len = 5;
   T_EQ(weft__h2_submit(srv.h, 1, &res, true, &srv), 0);
@@ -433,6 +437,11 @@ static int m_h2(void *arg) {
   T_TRUE(cli.head);
   T_EQ(cli.msg.status, 201);
   T_EQ(cli.msg.content_length, 5);
+  const weft_http_field *rf =
+      weft__http_hdrs_find(&cli.msg.hdrs, "x-resp-case", 11);
+  T_TRUE(rf != NULL && memcmp(rf->name, "x-resp-case", 11) == 0);
+  rf = weft__http_hdrs_find(&cli.msg.hdrs, "x-lower", 7);
+  T_TRUE(rf != NULL && strcmp(rf->value, "z") == 0);
   T_EQ(cli.body_len, 5);
   T_TRUE(cli.ended);
   T_TRUE(cli.closed);
