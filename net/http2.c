@@ -1042,20 +1042,22 @@ static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
 #define NV(n, v, vl, fl)                                                       \
   ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)})
 
-/* v in decimal at buf (no NUL); returns the length. The short ones (most
- * bodies) without the general loop. */
-static size_t fmt_len(char *buf, uint64_t v) {
-  if (v < 10) {
-    buf[0] = (char)('0' + v);
-    return 1;
-  }
-  if (v < 100) {
-    buf[0] = (char)('0' + v / 10);
-    buf[1] = (char)('0' + v % 10);
-    return 2;
-  }
-  return weft__http_fmt_dec(buf, v);
-}
+/* "000" to "999", three bytes each: a status, or a short Content-Length
+ * (most bodies), is a pointer into it, which outlives every frame: no
+ * formatting, no copy. */
+#define D3(a, b, c)                                                            \
+  { '0' + (a), '0' + (b), '0' + (c) }
+#define D2(a, b)                                                               \
+  D3(a, b, 0), D3(a, b, 1), D3(a, b, 2), D3(a, b, 3), D3(a, b, 4),             \
+      D3(a, b, 5), D3(a, b, 6), D3(a, b, 7), D3(a, b, 8), D3(a, b, 9)
+#define D1(a)                                                                  \
+  D2(a, 0), D2(a, 1), D2(a, 2), D2(a, 3), D2(a, 4), D2(a, 5), D2(a, 6),        \
+      D2(a, 7), D2(a, 8), D2(a, 9)
+static const char dec3[1000][3] = {D1(0), D1(1), D1(2), D1(3), D1(4),
+                                   D1(5), D1(6), D1(7), D1(8), D1(9)};
+#undef D1
+#undef D2
+#undef D3
 
 int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
                         void *ud) {
@@ -1075,21 +1077,9 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
   if (nv == NULL)
     return WEFT_ENOMEM;
   size_t k = 0;
-  char buf[28];
-  char *st = buf, *cl = buf + 4;
-  if (keep && (st = weft__arena_alloc(&m->arena, sizeof buf)) == NULL) {
-    if (nv != room)
-      weft__free(nv);
-    return WEFT_ENOMEM;
-  }
-  if (keep)
-    cl = st + 4;
   if (resp) {
-    unsigned s = (unsigned)m->status, q = s / 100 % 10, r = s % 100;
-    st[0] = (char)('0' + q);
-    st[1] = (char)('0' + r / 10);
-    st[2] = (char)('0' + r % 10);
-    nv[k++] = NV(":status", st, 3, fl);
+    /* The three digits of status % 1000, as ever. */
+    nv[k++] = NV(":status", dec3[(unsigned)m->status % 1000], 3, fl);
     if (h->server) {
       /* "Date: <value>\r\n", in the thread's cache: the text may turn to
        * the next second before the frame goes, never its length or
@@ -1105,9 +1095,17 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
     nv[k++] = NV(":authority", m->authority, strlen(m->authority), fl);
     nv[k++] = NV(":path", m->target, strlen(m->target), fl);
   }
-  if (m->content_length >= 0)
-    nv[k++] =
-        NV("content-length", cl, fmt_len(cl, (uint64_t)m->content_length), fl);
+  char cl[24];
+  if (m->content_length >= 1000) {
+    /* On the stack: nghttp2 copies this one. */
+    nv[k++] = NV("content-length", cl,
+                 weft__http_fmt_dec(cl, (uint64_t)m->content_length),
+                 fl & NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  } else if (m->content_length >= 0) {
+    unsigned v = (unsigned)m->content_length;
+    size_t l = v >= 100 ? 3 : v >= 10 ? 2 : 1;
+    nv[k++] = NV("content-length", dec3[v] + 3 - l, l, fl);
+  }
   nghttp2_data_provider prd = {.source.ptr = ud, .read_callback = read_cb};
   int32_t rc;
   if (resp)

@@ -114,8 +114,8 @@ bool weft__h2_want_write(const weft__h2 *h);
 /* Sends a head (a response on a server, a request on a client: then a new
  * stream is made and its id returned). With `body`, the body is pulled
  * through the read event; else the stream ends with the head. A server's
- * response is not copied: m (its fields and arena, where a few bytes are
- * added) must stay as it is until the stream closes. Returns the stream id
+ * response is not copied: m (its fields and arena) must stay as it is
+ * until the stream closes. Returns the stream id
  * (client) or 0, WEFT_EINVAL, WEFT_ENOMEM. */
 int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
                         void *ud);
