@@ -16,7 +16,12 @@
 static __thread uint8_t batch[BATCH];
 
 int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
-  uint8_t *b = batch; /* the thread's buffer, looked up once */
+  /* The thread's buffer, looked up once: in a shared library each lookup
+   * is a call (__tls_get_addr), which the compiler would otherwise repeat
+   * for every frame rather than keep the address; the empty asm hides
+   * where b came from. */
+  uint8_t *b = batch;
+  __asm__("" : "+r"(b));
   size_t used = 0;
   /* What the stream holds changes only when this writes to it: asked
    * again after each write, not before each frame. */
