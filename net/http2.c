@@ -14,8 +14,8 @@ struct weft__h2 {
   bool server;
   bool calm; /* ended with ENHANCE_YOUR_CALM */
   /* The header block being received (blocks never interleave). */
-  size_t hb_bytes;
-  uint32_t hb_count;
+  int64_t hb_room; /* header list bytes left (RFC 9113 6.5.2 size) */
+  int64_t hb_left; /* fields left */
   bool hb_too_big;
   bool hb_trailers;
   uint16_t hb_seen; /* RQ_*: what a request head has shown so far */
@@ -239,8 +239,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f,
   weft__h2 *h = user;
   if (f->hd.type != NGHTTP2_HEADERS)
     return 0;
-  h->hb_bytes = 0;
-  h->hb_count = 0;
+  h->hb_room = (int64_t)h->lim.max_header_bytes;
+  h->hb_left = (int64_t)h->lim.max_headers + 8;
   h->hb_too_big = false;
   h->hb_msg = NULL;
   h->hb_sid = 0;
@@ -600,15 +600,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   /* RFC 9113 6.5.2: the size of a header list counts 32 bytes a field.
    * Fields past a limit are dropped (decoding goes on, so the HPACK state
    * stays right) and the head is reported too big. */
-  h->hb_bytes += nl + vl + 32;
-  h->hb_count++;
-  if (h->hb_bytes > h->lim.max_header_bytes ||
-      h->hb_count > h->lim.max_headers + 8) {
+  h->hb_room -= (int64_t)(nl + vl + 32);
+  h->hb_left--;
+  if ((h->hb_room < 0) | (h->hb_left < 0) | h->hb_too_big) {
     h->hb_too_big = true;
     return 0;
   }
-  if (h->hb_too_big)
-    return 0;
   const char *n = (const char *)name, *v = (const char *)value;
   char *copy;
   switch (kind) {
