@@ -142,10 +142,11 @@ static mem_cache *mc_get(void) {
 
 static void *m_malloc(size_t n, void *ud) {
   mem_cache *mc = ud;
-  size_t c = n == 0 ? 0 : (n - 1) / MC_STEP;
+  /* n - 1 wraps for 0: a block of its own, as a big one. */
+  size_t c = (n - 1) / MC_STEP;
   if (c < MC_CLASSES) {
-    if (mc != NULL && mc->free[c] != NULL) {
-      mc_free *f = mc->free[c];
+    mc_free *f;
+    if (mc != NULL && (f = mc->free[c]) != NULL) {
       mc->free[c] = f->next;
       mc->n[c]--;
       return f;
