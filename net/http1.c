@@ -108,35 +108,20 @@ static int on_method(llhttp_t *p, const char *at, size_t n) {
 
 /* The common methods as literals (llhttp has matched the bytes to
  * p->method, so a name of the same length is the same name). */
+#define LIT(m, s) [m] = {s, sizeof s - 1}
+static const struct {
+  const char *name;
+  size_t len;
+} methods[] = {LIT(HTTP_DELETE, "DELETE"), LIT(HTTP_GET, "GET"),
+               LIT(HTTP_HEAD, "HEAD"),     LIT(HTTP_POST, "POST"),
+               LIT(HTTP_PUT, "PUT"),       LIT(HTTP_OPTIONS, "OPTIONS"),
+               LIT(HTTP_PATCH, "PATCH")};
+#undef LIT
+
 static const char *method_lit(uint8_t m, size_t len) {
-  const char *s;
-  size_t l;
-  switch (m) {
-  case HTTP_GET:
-    s = "GET", l = 3;
-    break;
-  case HTTP_POST:
-    s = "POST", l = 4;
-    break;
-  case HTTP_HEAD:
-    s = "HEAD", l = 4;
-    break;
-  case HTTP_PUT:
-    s = "PUT", l = 3;
-    break;
-  case HTTP_DELETE:
-    s = "DELETE", l = 6;
-    break;
-  case HTTP_OPTIONS:
-    s = "OPTIONS", l = 7;
-    break;
-  case HTTP_PATCH:
-    s = "PATCH", l = 5;
-    break;
-  default:
-    return NULL;
-  }
-  return l == len ? s : NULL;
+  return m < sizeof methods / sizeof *methods && methods[m].len == len
+             ? methods[m].name
+             : NULL;
 }
 
 static int on_method_complete(llhttp_t *p) {

@@ -966,20 +966,43 @@ static void set_flag(evutil_socket_t fd, short what, void *arg) {
 }
 static void set_flag_call(void *arg) { *(bool *)arg = true; }
 
-/* Streams that keep the loop's own epoll set busy (several ready each turn,
- * so the loop polls that set alone) must not starve what waits in
- * libevent's: an fd event, a timer, a thread-safe call. */
+/* BUSY_PAIRS stream pairs ping-ponging bytes: several of the loop's own
+ * set ready every turn, so a busy loop polls that set alone. */
 #define BUSY_PAIRS 8
-static int m_busy_loop_libevent(void *arg) {
-  (void)arg;
+typedef struct busy {
   weft_stream *st[BUSY_PAIRS][2];
   weft_task *t[BUSY_PAIRS][2];
+} busy;
+
+static void busy_start(busy *b) {
   for (int i = 0; i < BUSY_PAIRS; i++) {
-    unix_pair(&st[i][0], &st[i][1]);
-    T_OK(weft_spawn(&t[i][0], m_ping, st[i][0]));
-    T_OK(weft_spawn(&t[i][1], m_pong, st[i][1]));
+    unix_pair(&b->st[i][0], &b->st[i][1]);
+    T_OK(weft_spawn(&b->t[i][0], m_ping, b->st[i][0]));
+    T_OK(weft_spawn(&b->t[i][1], m_pong, b->st[i][1]));
   }
   T_OK(weft_sleep(0.01)); /* the ping-pongs are under way */
+}
+
+static void busy_stop(busy *b) {
+  for (int i = 0; i < BUSY_PAIRS; i++)
+    for (int j = 0; j < 2; j++) {
+      int r = -1;
+      weft_cancel(b->t[i][j]);
+      T_OK(weft_join(b->t[i][j], &r));
+      T_EQ(r, 0);
+    }
+  for (int i = 0; i < BUSY_PAIRS; i++) {
+    weft_stream_free(b->st[i][0]);
+    weft_stream_free(b->st[i][1]);
+  }
+}
+
+/* Streams that keep the loop's own epoll set busy must not starve what
+ * waits in libevent's: an fd event, a timer, a thread-safe call. */
+static int m_busy_loop_libevent(void *arg) {
+  (void)arg;
+  busy b;
+  busy_start(&b);
 
   struct event_base *base = weft_loop_base(weft_loop_current());
   bool piped = false, timed = false, called = false;
@@ -1001,17 +1024,7 @@ static int m_busy_loop_libevent(void *arg) {
   T_TRUE(called);
   T_LE(weft_now() - t0, 1.0);
 
-  for (int i = 0; i < BUSY_PAIRS; i++)
-    for (int j = 0; j < 2; j++) {
-      int r = -1;
-      weft_cancel(t[i][j]);
-      T_OK(weft_join(t[i][j], &r));
-      T_EQ(r, 0);
-    }
-  for (int i = 0; i < BUSY_PAIRS; i++) {
-    weft_stream_free(st[i][0]);
-    weft_stream_free(st[i][1]);
-  }
+  busy_stop(&b);
   event_free(pev);
   event_free(tev);
   close(pfd[0]);
@@ -1034,14 +1047,8 @@ static int note_turn(weft_stream *s, void *arg) {
 
 static int m_busy_loop_accepts(void *arg) {
   (void)arg;
-  weft_stream *st[BUSY_PAIRS][2];
-  weft_task *t[BUSY_PAIRS][2];
-  for (int i = 0; i < BUSY_PAIRS; i++) {
-    unix_pair(&st[i][0], &st[i][1]);
-    T_OK(weft_spawn(&t[i][0], m_ping, st[i][0]));
-    T_OK(weft_spawn(&t[i][1], m_pong, st[i][1]));
-  }
-  T_OK(weft_sleep(0.01)); /* the ping-pongs are under way */
+  busy b;
+  busy_start(&b);
 
   uint64_t served = 0;
   weft_server *srv;
@@ -1071,17 +1078,7 @@ static int m_busy_loop_accepts(void *arg) {
   T_LE(worst, 3);
 
   weft_server_free(srv);
-  for (int i = 0; i < BUSY_PAIRS; i++)
-    for (int j = 0; j < 2; j++) {
-      int r = -1;
-      weft_cancel(t[i][j]);
-      T_OK(weft_join(t[i][j], &r));
-      T_EQ(r, 0);
-    }
-  for (int i = 0; i < BUSY_PAIRS; i++) {
-    weft_stream_free(st[i][0]);
-    weft_stream_free(st[i][1]);
-  }
+  busy_stop(&b);
   return 0;
 }
 static void test_busy_loop_accepts(void) { RUN(m_busy_loop_accepts); }
