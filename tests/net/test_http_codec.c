@@ -293,6 +293,28 @@ static void test_serialise(void) {
           "POST /x?y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
           "chunked\r\n\r\n12c\r\n0\r\nContent-Type: text/plain\r\n\r\n");
   weft__hbuf_free(&b);
+
+  /* The longest fixed part of a response head - the longest reason, Date,
+   * a 19-digit Content-Length, Connection: keep-alive: 146 bytes - into a
+   * buffer with exactly 128 free (what the head once reserved for it;
+   * ASan catches a write past the end). */
+  weft__http_msg l;
+  weft__http_msg_init(&l, WEFT__HTTP_RESPONSE, NULL);
+  l.status = 431;
+  l.content_length = INT64_MAX;
+  b.data = weft__malloc(128);
+  b.cap = 128;
+  b.len = 0;
+  T_OK(weft__h1_head(&b, &l, WEFT__H1_DATE | WEFT__H1_KEEP));
+  T_EQ(b.len, 146);
+  T_TRUE(memcmp(b.data, "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+                46) == 0);
+  T_TRUE(memcmp(b.data + b.len - 63,
+                "Content-Length: 9223372036854775807\r\n"
+                "Connection: keep-alive\r\n\r\n",
+                63) == 0);
+  weft__hbuf_free(&b);
+  weft__http_msg_fini(&l);
   weft__http_msg_fini(&m);
   weft__http_msg_fini(&q);
 }
