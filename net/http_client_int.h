@@ -172,14 +172,8 @@ struct weft_http_response {
   weft__hbuf body;    /* weft_http_response_body's copy */
   weft__http_msg req; /* the request head of this attempt */
   weft__http_msg msg; /* the response head */
-  union {
-    weft__arena_blk blk;
-    char bytes[sizeof(weft__arena_blk) + 1024];
-  } inl_res;
-  union {
-    weft__arena_blk blk;
-    char bytes[sizeof(weft__arena_blk) + 512];
-  } inl_req;
+  WEFT__ARENA_INLINE(1024) inl_res;
+  WEFT__ARENA_INLINE(512) inl_req;
 };
 
 /* ---- http_client.c, for the drivers ---- */

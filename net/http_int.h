@@ -101,10 +101,9 @@ struct weft_http_request {
   int32_t sid; /* HTTP/2 stream */
   void *drv;   /* the driver's object for it (HTTP/2: the stream's) */
   /* First arena blocks of the two messages, so a small request allocates
-   * nothing more (raw storage: a struct with a flexible array member may
-   * not sit inside another in ISO C). */
-  _Alignas(weft__arena_blk) char inl_req[sizeof(weft__arena_blk) + 1024];
-  _Alignas(weft__arena_blk) char inl_res[sizeof(weft__arena_blk) + 256];
+   * nothing more. */
+  WEFT__ARENA_INLINE(1024) inl_req;
+  WEFT__ARENA_INLINE(256) inl_res;
 };
 
 struct weft_http_server {

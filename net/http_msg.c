@@ -42,7 +42,7 @@ void *weft__arena_alloc_slow(weft__arena *a, size_t n) {
   b->used = n;
   b->next = a->head;
   a->head = b;
-  return b->data;
+  return weft__arena_data(b);
 }
 
 char *weft__arena_strndup(weft__arena *a, const char *s, size_t n) {

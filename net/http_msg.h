@@ -19,11 +19,25 @@
 
 #include "internal.h"
 
+/* A block's header; its cap bytes follow it (weft__arena_data). No flexible
+ * array member, so that a block with its bytes can be embedded anywhere in
+ * an owner (WEFT__ARENA_INLINE). */
 typedef struct weft__arena_blk {
   struct weft__arena_blk *next;
   size_t used, cap;
-  char data[];
 } weft__arena_blk;
+
+static inline char *weft__arena_data(weft__arena_blk *b) {
+  return (char *)(b + 1);
+}
+
+/* An arena block with n bytes of its own, to embed in an owner as the
+ * first block of a message's arena (its cap: sizeof - sizeof the header). */
+#define WEFT__ARENA_INLINE(n)                                                  \
+  union {                                                                      \
+    weft__arena_blk blk;                                                       \
+    char bytes[sizeof(weft__arena_blk) + (n)];                                 \
+  }
 
 /* Bump allocator over a chain of blocks; the first block may be
  * embedded in the owner (inline_cap bytes after the arena). */
@@ -44,7 +58,7 @@ static inline void *weft__arena_alloc(weft__arena *a, size_t n) {
   weft__arena_blk *b = a->head;
   if (b == NULL || b->cap - b->used < n)
     return weft__arena_alloc_slow(a, n);
-  void *p = b->data + b->used;
+  void *p = weft__arena_data(b) + b->used;
   b->used += n;
   return p;
 }

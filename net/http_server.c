@@ -467,12 +467,10 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
     r = weft__malloc(sizeof *r);
     if (r == NULL)
       return NULL;
-    weft__arena_blk *bq = (weft__arena_blk *)r->inl_req;
-    weft__arena_blk *bs = (weft__arena_blk *)r->inl_res;
-    bq->cap = sizeof r->inl_req - sizeof(weft__arena_blk);
-    bs->cap = sizeof r->inl_res - sizeof(weft__arena_blk);
-    weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, bq);
-    weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, bs);
+    r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
+    r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
+    weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
+    weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
     r->body_buf = NULL;
   }
   r->c = c;
