@@ -802,6 +802,28 @@ static void cursor_advance(cursor *c, size_t k) {
     c->i++;
 }
 
+/* Accounts for one write of the queue's first `queued` bytes followed by
+ * the caller's: n bytes went, or the socket is full (WEFT_EAGAIN: wait for
+ * `want`), or it failed (sticky). Returns whether the socket may take more. */
+static bool wrote(weft_stream *s, cursor *c, ssize_t n, int want,
+                  size_t queued) {
+  if (n == WEFT_EAGAIN) {
+    weft__stream_spent(s, want);
+    s->wwant = want;
+    return false;
+  }
+  if (n < 0) {
+    s->werr = (int)n;
+    return false;
+  }
+  s->wwant = WEFT__WANT_WRITE;
+  size_t from_q = (size_t)n < queued ? (size_t)n : queued;
+  buf_consume(&s->wbuf, from_q);
+  cursor_advance(c, (size_t)n - from_q);
+  s->nwritten += (size_t)n - from_q;
+  return true;
+}
+
 /* Sends the queue and then the caller's bytes in one system call, as far as
  * the socket takes them. Returns 0 or the write error (sticky). */
 static int send_now(weft_stream *s, cursor *c) {
@@ -819,20 +841,8 @@ static int send_now(weft_stream *s, cursor *c) {
     }
     int want = 0;
     ssize_t n = s->tp->vt->writev(s->tp, iov, k, &want);
-    if (n == WEFT_EAGAIN) {
-      weft__stream_spent(s, want);
-      s->wwant = want;
+    if (!wrote(s, c, n, want, queued))
       break;
-    }
-    if (n < 0) {
-      s->werr = (int)n;
-      break;
-    }
-    s->wwant = WEFT__WANT_WRITE;
-    size_t from_q = (size_t)n < queued ? (size_t)n : queued;
-    buf_consume(&s->wbuf, from_q);
-    cursor_advance(c, (size_t)n - from_q);
-    s->nwritten += (size_t)n - from_q;
   }
   return s->werr;
 }
@@ -1155,26 +1165,11 @@ int weft_stream_try_writev(weft_stream *s, const struct iovec *iov,
   if (iovcnt == 1 && iov[0].iov_len > 0 && weft__buf_len(&s->wbuf) == 0 &&
       weft__stream_ready(s, s->wwant)) {
     /* The common case (one buffer, nothing queued): send_now's first
-     * round without its gather list, and done when the socket takes it
-     * all. */
+     * round without its gather list. */
     int want = 0;
     ssize_t n = s->tp->vt->writev(s->tp, iov, 1, &want);
-    if (n == (ssize_t)iov[0].iov_len) {
-      s->wwant = WEFT__WANT_WRITE;
-      s->nwritten += (size_t)n;
-      return 0;
-    }
     c.left = iov[0].iov_len;
-    if (n == WEFT_EAGAIN) {
-      weft__stream_spent(s, want);
-      s->wwant = want;
-      return queue_some(s, &c, c.left);
-    }
-    if (n < 0)
-      return s->werr = (int)n;
-    s->wwant = WEFT__WANT_WRITE;
-    cursor_advance(&c, (size_t)n);
-    s->nwritten += (size_t)n;
+    (void)wrote(s, &c, n, want, 0);
   } else {
     for (int i = 0; i < iovcnt; i++) {
       if (iov[i].iov_len > SIZE_MAX - c.left)
