@@ -496,6 +496,7 @@ int weft__h1_head(weft__hbuf *out, const weft__http_msg *m, unsigned flags) {
   if (weft__hbuf_reserve(out, need) != 0)
     return WEFT_ENOMEM;
   char *p = out->data + out->len;
+  const status_line *sl;
   if (m->kind == WEFT__HTTP_REQUEST) {
     memcpy(p, m->method, ml);
     p += ml;
@@ -504,8 +505,7 @@ int weft__h1_head(weft__hbuf *out, const weft__http_msg *m, unsigned flags) {
     p += tl;
     memcpy(p, " HTTP/1.1\r\n", 11);
     p += 11;
-  } else if (common_line(m->status) != NULL) {
-    const status_line *sl = common_line(m->status);
+  } else if ((sl = common_line(m->status)) != NULL) {
     memcpy(p, sl->s, sizeof sl->s);
     p += sl->len;
   } else {
