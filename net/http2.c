@@ -55,6 +55,15 @@ static inline void *ud_get(weft__h2 *h, int32_t sid) {
   return nghttp2_session_get_stream_user_data(h->s, sid);
 }
 
+/* The stream's pointer, its slot freed: for the stream's close. */
+static void *ud_take(weft__h2 *h, int32_t sid) {
+  struct ud_slot *u = ud_slot(h, sid);
+  if (u->sid != sid)
+    return nghttp2_session_get_stream_user_data(h->s, sid);
+  u->sid = 0;
+  return u->ud;
+}
+
 static void ud_set(weft__h2 *h, int32_t sid, void *ud) {
   struct ud_slot *u = ud_slot(h, sid);
   if (u->sid == 0 || u->sid == sid) {
@@ -721,16 +730,9 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code,
                            void *user) {
+  (void)s;
   weft__h2 *h = user;
-  void *ud;
-  struct ud_slot *u = ud_slot(h, sid);
-  if (u->sid == sid) {
-    ud = u->ud;
-    u->sid = 0;
-    u->ud = NULL;
-  } else {
-    ud = nghttp2_session_get_stream_user_data(s, sid);
-  }
+  void *ud = ud_take(h, sid);
   if (sid == h->hb_sid)
     h->hb_sid = 0;
   if (ud == NULL)
