@@ -119,8 +119,7 @@ struct weft_http_server {
   weft__list conns;
   size_t nconns;
   weft__list tq[TQ_COUNT];
-  double tq_secs[TQ_COUNT];
-  uint64_t tq_ns[TQ_COUNT]; /* the same in ns, for weft__hconn_timeout */
+  uint64_t tq_ns[TQ_COUNT]; /* each list's timeout */
   struct event *tick;
   bool ticking;
   /* HTTP/2 connections with frames to send, written once per loop turn

@@ -91,9 +91,9 @@ static void tick_update(weft_http_server *s) {
   if (want == s->ticking)
     return;
   if (want) {
-    double t = s->tq_secs[TQ_IDLE] < s->tq_secs[TQ_HEAD] ? s->tq_secs[TQ_IDLE]
-                                                         : s->tq_secs[TQ_HEAD];
-    double period = t / 8;
+    uint64_t t = s->tq_ns[TQ_IDLE] < s->tq_ns[TQ_HEAD] ? s->tq_ns[TQ_IDLE]
+                                                       : s->tq_ns[TQ_HEAD];
+    double period = (double)t / 8e9;
     if (period > 1)
       period = 1;
     if (period < 0.005)
@@ -294,13 +294,11 @@ int weft_http_serve(weft_http_server **out, const weft_addr *addr,
   weft__list_init(&s->drained);
   for (int q = 0; q < TQ_COUNT; q++)
     weft__list_init(&s->tq[q]);
-  s->tq_secs[TQ_IDLE] = o.keepalive_timeout;
-  s->tq_secs[TQ_HEAD] = o.header_timeout;
+  s->tq_ns[TQ_IDLE] = (uint64_t)(o.keepalive_timeout * 1e9);
+  s->tq_ns[TQ_HEAD] = (uint64_t)(o.header_timeout * 1e9);
   /* nginx's lingering_timeout: how long a closing connection's input is
    * still read (and dropped) so the client sees the answer, not a reset. */
-  s->tq_secs[TQ_LINGER] = 2;
-  for (int q = 0; q < TQ_COUNT; q++)
-    s->tq_ns[q] = (uint64_t)(s->tq_secs[q] * 1e9);
+  s->tq_ns[TQ_LINGER] = 2000000000u;
   s->h1lim = (weft__h1_limits){o.max_target, o.max_header_bytes, o.max_headers};
   weft__h1_init(&s->h1proto, WEFT__HTTP_REQUEST, NULL, &s->h1lim);
   s->h2lim = (weft__h2_limits){o.h2_max_streams, o.h2_stream_window,
