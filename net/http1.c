@@ -328,26 +328,16 @@ void weft__h1_init(weft__h1 *h, int kind, weft__http_msg *msg,
 }
 
 void weft__h1_reuse(weft__h1 *h, const weft__h1 *proto, weft__http_msg *msg) {
-  /* llhttp's state as llhttp_init leaves it, without its memset and init
-   * calls; the fields of ours that on_message_begin does not set. */
-  h->p = proto->p;
+  /* The prototype is a parser as weft__h1_init leaves it (llhttp's state
+   * included): a copy, without the memset and llhttp_init calls; the
+   * scratch buffer stays. */
+  char *sc = h->scratch;
+  size_t cap = h->sc_cap;
+  *h = *proto;
   h->p.data = h;
   h->msg = msg;
-  h->lim = proto->lim;
-  h->state = WEFT__H1_IDLE;
-  h->in_trailers = h->upgrade = false;
-  h->status = 0;
-  h->why = NULL;
-  h->head_bytes = 0;
-  h->sc_len = h->cur_len = h->fld_len = 0;
-  h->cur_sc = h->fld_sc = h->have_fld = false;
-  h->dst = NULL;
-  h->dst_cap = h->dst_len = 0;
-  h->body_bytes = 0;
-  h->feed_start = h->feed_end = NULL;
-  h->val_open = h->val_at_end = false;
-  h->chunk_left = 0;
-  h->crlf_left = 0;
+  h->scratch = sc;
+  h->sc_cap = cap;
 }
 
 void weft__h1_release(weft__h1 *h) {
