@@ -186,18 +186,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   return rc ? rc : piece(h, at, n);
 }
 
-/* Case-insensitive match of s[0..n) with a lower-case name made only of
- * letters: OR-ing 0x20 folds exactly the letter's two cases into it. */
-static inline bool name_is(const char *s, size_t n, const char *lc,
-                           size_t lcn) {
-  if (n != lcn)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)s[i] | 0x20) != (unsigned char)lc[i])
-      return false;
-  return true;
-}
-
 static int on_header_value_complete(llhttp_t *p) {
   weft__h1 *h = H(p);
   h->val_open = false;
@@ -217,10 +205,10 @@ static int on_header_value_complete(llhttp_t *p) {
     return fail(h, 500, "out of memory");
   if (h->in_trailers)
     return 0;
-  if (name_is(name, nlen, "host", 4)) {
+  if (nlen == 4 && weft__http_ieq(name, "host", 4)) {
     if (h->msg->authority[0] == '\0')
       h->msg->authority = list->v[list->n - 1].value;
-  } else if (name_is(name, nlen, "expect", 6) && vlen == 12 &&
+  } else if (nlen == 6 && weft__http_ieq(name, "expect", 6) && vlen == 12 &&
              weft__http_ieq(value, "100-continue", 12)) {
     h->msg->expect_continue = true;
   }

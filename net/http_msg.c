@@ -158,19 +158,6 @@ int weft__http_hdrs_add_grow(weft__http_hdrs *h, const char *name, size_t nlen,
   return 0;
 }
 
-bool weft__http_ieq(const char *a, const char *b, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned x = (unsigned char)a[i], y = (unsigned char)b[i];
-    if (x - 'A' < 26u)
-      x |= 0x20;
-    if (y - 'A' < 26u)
-      y |= 0x20;
-    if (x != y)
-      return false;
-  }
-  return true;
-}
-
 const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
                                             const char *name, size_t nlen) {
   for (uint32_t i = 0; i < h->n; i++)

@@ -131,7 +131,19 @@ const weft_http_field *weft__http_hdrs_find(const weft__http_hdrs *h,
 int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n);
 
 /* Case-insensitive ASCII comparison of n bytes. */
-bool weft__http_ieq(const char *a, const char *b, size_t n);
+static inline bool weft__http_ieq(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (x - 'A' < 26u)
+      x |= 0x20;
+    if (y - 'A' < 26u)
+      y |= 0x20;
+    if (x != y)
+      return false;
+  }
+  return true;
+}
+
 /* True when s[0..n) may be sent as a header name / value. */
 bool weft__http_token_ok(const char *s, size_t n);
 bool weft__http_value_ok(const char *s, size_t n);
