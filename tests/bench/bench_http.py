@@ -34,6 +34,9 @@
 #
 # Summary lines end in the ratio (above 1: weft is better):
 #   h1-c64-cpu weft=160000/cpu-s nginx=130000/cpu-s ratio=1.23
+#   h1-c64-cpu-paired weft/nginx by rotation 1.18 1.21 1.25 ratio=1.21
+# The first compares the medians; the second is the median of the ratios
+# taken within each rotation.
 #
 # Environment: WEFT_BENCH_REPEAT (default 3), WEFT_BENCH_SECONDS (default 5),
 # WEFT_BENCH_HTTP (comma-separated subset of: h1,pipeline,h2c,tls,idle).
@@ -472,6 +475,15 @@ def main():
             print("%s weft=%.0f/s %s=%.0f/s ratio=%.2f" % (name, w, side, p, w / p))
             print("%s-cpu weft=%.0f/cpu-s %s=%.0f/cpu-s ratio=%.2f" % (name, wc, side, pc,
                                                                       wc / pc))
+            # The same ratio taken within each rotation (the two runs were
+            # seconds apart), then the median: steadier on a shared host,
+            # whose load drifts over a run.
+            pairs = sorted(a[1] / b[1] for a, b in zip(results[(name, "weft")],
+                                                       results[(name, side)]) if b[1] > 0)
+            if len(pairs) > 1:
+                print("%s-cpu-paired weft/%s by rotation %s ratio=%.2f" % (
+                    name, side, " ".join("%.2f" % x for x in pairs),
+                    statistics.median(pairs)))
         if (name, "floor") in results:
             fc = statistics.median(x[1] for x in results[(name, "floor")])
             for side in sides:
