@@ -934,15 +934,24 @@ static int build_head(weft_http_session *s, weft__http_msg *m,
     ui = u->userinfo;
   if (rc == 0 && (user != NULL || ui != NULL) &&
       !has_field(o, "authorization")) {
-    char cred[512], enc[700];
-    if (ui != NULL)
-      snprintf(cred, sizeof cred, "%s", ui);
-    else
-      snprintf(cred, sizeof cred, "%s:%s", user, pass ? pass : "");
+    /* "user:pass" whatever their length (a fixed buffer would cut them
+     * and send credentials that are not the caller's). */
+    size_t ul = strlen(ui ? ui : user), pl = ui || !pass ? 0 : strlen(pass);
+    size_t cl = ul + (ui ? 0 : 1 + pl);
+    char *cred = weft__malloc(cl + 1 + 6 + 4 * (cl / 3 + 1) + 1);
+    if (cred == NULL)
+      return WEFT_ENOMEM;
+    memcpy(cred, ui ? ui : user, ul);
+    if (ui == NULL) {
+      cred[ul] = ':';
+      memcpy(cred + ul + 1, pass ? pass : "", pl);
+    }
+    char *enc = cred + cl + 1;
     memcpy(enc, "Basic ", 6);
-    weft__hc_base64(cred, strlen(cred), enc + 6);
+    weft__hc_base64(cred, cl, enc + 6);
     rc =
         weft__http_hdrs_add(m, &m->hdrs, "Authorization", 13, enc, strlen(enc));
+    weft__free(cred);
   }
   if (rc == 0 && s->o.cookies) {
     weft__hbuf b = {0};

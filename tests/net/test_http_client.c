@@ -521,6 +521,19 @@ static int t_cookies_auth(void *arg) {
   T_STREQ(body, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
   T_EQ(hc_get(s, URL(url, "/auth"), body, sizeof body), 200);
   T_STREQ(body, "(none)");
+  /* Credentials longer than any fixed buffer go whole: "u:" and 700
+   * bytes, 936 of base64. */
+  static char pass[701], cred[703], want[6 + 940];
+  memset(pass, 'p', 700);
+  snprintf(cred, sizeof cred, "u:%s", pass);
+  memcpy(want, "Basic ", 6);
+  weft__hc_base64(cred, 702, want + 6);
+  weft_http_req_opts la = {.size = sizeof la, .user = "u", .password = pass};
+  T_OK(weft_http_fetch(s, "GET", URL(url, "/auth"), &la, &r));
+  T_OK(weft_http_response_body(r, &b, &n));
+  T_EQ(n, strlen(want));
+  T_STREQ(b, want);
+  weft_http_response_free(r);
   weft_http_session_free(s);
   down();
   return 0;
