@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages weft needs for one purpose, and only those
-# that are missing. Usage: scripts/deps.sh build|test|bench|all
+# that are missing. Usage: scripts/deps.sh build|test|bench|fuzz|all
 #
 #   build  what configuring and building the library and apps needs
 #   test   build + what the test suites run against
 #   bench  build + the peers the benchmarks compare with
+#   fuzz   build + clang and its libFuzzer runtime (tests/fuzz/)
 #
 # Runs as root (CI) or through sudo. `apt-get update` runs at most once per
 # boot of the machine, and only when something is missing.
@@ -39,14 +40,17 @@ test_pkgs="$test_pkgs curl nghttp2-client"
 build_pkgs="$build_pkgs zlib1g-dev"
 test_pkgs="$test_pkgs nginx h2o"
 bench_pkgs="$bench_pkgs wrk h2o nghttp2-client nghttp2-server python3-aiohttp curl"
+# The parsers' fuzz targets are libFuzzer programs: clang only.
+fuzz_pkgs="clang libclang-rt-14-dev"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
 test) want="$build_pkgs $test_pkgs" ;;
 bench) want="$build_pkgs $bench_pkgs" ;;
-all) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+fuzz) want="$build_pkgs $fuzz_pkgs" ;;
+all) want="$build_pkgs $test_pkgs $bench_pkgs $fuzz_pkgs" ;;
 *)
-  echo "usage: $0 build|test|bench|all" >&2
+  echo "usage: $0 build|test|bench|fuzz|all" >&2
   exit 2
   ;;
 esac
