@@ -90,8 +90,8 @@ static ssize_t rd(void *o, void *ud, uint8_t *b, size_t l, bool *eof,
 
 static const weft__h2_events ev = {begin, head, data_ev, end, closed, rd};
 
-static const weft__h2_limits lim = {100, 1 << 20, 16 << 20, 256 * 1024, 256,
-                                    100000};
+static const weft__h2_limits lim = {100,        1 << 20, 16 << 20,
+                                    256 * 1024, 256,     100000};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (weft__h2_new(&sess, false, &lim, &ev, NULL) != 0)
