@@ -2,8 +2,9 @@
  *
  * c-ares does the DNS work (resolv.conf, search domains, retries, TCP
  * fallback); weft gives it the loop. c-ares tells us which sockets it wants
- * watched (ARES_OPT_SOCK_STATE_CB) and each gets a persistent libevent event
- * that calls ares_process_fd(); one loop timer, re-armed from ares_timeout()
+ * watched (ARES_OPT_SOCK_STATE_CB) and each goes in the loop's own epoll
+ * set (weft__io, as streams do), with a callback that calls
+ * ares_process_fd(); one loop timer, re-armed from ares_timeout()
  * after every call into c-ares, drives its retransmissions and timeouts. No
  * threads, no polling. Three things c-ares 1.18 does per lookup weft does
  * once or cheaper, as they cost more than the DNS itself: its socket calls
@@ -38,6 +39,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <weft/dns.h>
 
 #include "dns_int.h"
@@ -126,13 +128,13 @@ static int map_status(int s) {
 
 /* ---- c-ares in the loop ---- */
 
-static void sock_cb(evutil_socket_t fd, short what, void *arg);
+static void sock_cb(weft__io *io, uint32_t events);
 
-static weft__dns_sock *find_sock(weft_resolver *r, int fd) {
-  for (size_t i = 0; i < r->nsocks; i++)
-    if (r->socks[i].fd == fd)
-      return &r->socks[i];
-  return NULL;
+static size_t find_sock(weft_resolver *r, int fd) {
+  size_t i = 0;
+  while (i < r->nsocks && r->socks[i]->io.fd != fd)
+    i++;
+  return i;
 }
 
 /* c-ares's word on which sockets to watch. Should memory run out here, the
@@ -141,19 +143,21 @@ static weft__dns_sock *find_sock(weft_resolver *r, int fd) {
 static void sock_state_cb(void *data, ares_socket_t fd, int readable,
                           int writable) {
   weft_resolver *r = data;
-  short what = (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
-  weft__dns_sock *s = find_sock(r, fd);
+  uint32_t what = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
+  size_t i = find_sock(r, fd);
+  weft__dns_sock *s = i < r->nsocks ? r->socks[i] : NULL;
   if (what == 0) {
     if (s != NULL) {
-      event_free(s->ev);
-      *s = r->socks[--r->nsocks];
+      weft__io_del(&s->io); /* before c-ares closes it */
+      weft__free(s);
+      r->socks[i] = r->socks[--r->nsocks];
     }
     return;
   }
   if (s == NULL) {
     if (r->nsocks == r->socks_cap) {
       size_t cap = r->socks_cap ? r->socks_cap * 2 : 4;
-      weft__dns_sock *n = weft__realloc(r->socks, cap * sizeof *n);
+      weft__dns_sock **n = weft__realloc(r->socks, cap * sizeof *n);
       if (n == NULL) {
         r->oom = true;
         return;
@@ -161,23 +165,22 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
       r->socks = n;
       r->socks_cap = cap;
     }
-    struct event *ev =
-        event_new(r->loop->base, fd, what | EV_PERSIST, sock_cb, r);
-    if (ev == NULL || event_add(ev, NULL) != 0) {
-      if (ev != NULL)
-        event_free(ev);
+    if ((s = weft__calloc(1, sizeof *s)) == NULL) {
       r->oom = true;
       return;
     }
-    s = &r->socks[r->nsocks++];
-    s->fd = fd;
-    s->ev = ev;
+    s->io.cb = sock_cb;
+    s->r = r;
     s->what = what;
+    if (weft__io_add(r->loop, &s->io, fd, what) != 0) {
+      weft__free(s);
+      r->oom = true;
+      return;
+    }
+    r->socks[r->nsocks++] = s;
   } else if (s->what != what) {
-    event_del(s->ev);
-    event_assign(s->ev, r->loop->base, fd, what | EV_PERSIST, sock_cb, r);
     s->what = what;
-    if (event_add(s->ev, NULL) != 0)
+    if (weft__io_mod(&s->io, what) != 0)
       r->oom = true;
   }
 }
@@ -261,10 +264,18 @@ static void after_ares(weft_resolver *r, bool exact) {
     arm_timer(r, exact);
 }
 
-static void sock_cb(evutil_socket_t fd, short what, void *arg) {
-  weft_resolver *r = arg;
-  ares_process_fd(r->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
-                  (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+/* The socket is ready (level-triggered). An error or hang-up counts as
+ * ready for what c-ares watches, whose read or write then finds it. c-ares
+ * may close the socket in here (s is freed then): nothing of s is used
+ * after the call. */
+static void sock_cb(weft__io *io, uint32_t events) {
+  weft__dns_sock *s = weft__container_of(io, weft__dns_sock, io);
+  weft_resolver *r = s->r;
+  int fd = io->fd;
+  if (events & (EPOLLERR | EPOLLHUP))
+    events |= s->what;
+  ares_process_fd(r->ch, events & EPOLLIN ? fd : ARES_SOCKET_BAD,
+                  events & EPOLLOUT ? fd : ARES_SOCKET_BAD);
   after_ares(r, false);
 }
 
@@ -679,8 +690,10 @@ static void resolver_destroy(weft_resolver *r) {
   weft__dns_io_fini(r);
   weft__dns_hosts_free(r);
   weft__dns_sort_fini(r);
-  for (size_t i = 0; i < r->nsocks; i++)
-    event_free(r->socks[i].ev);
+  for (size_t i = 0; i < r->nsocks; i++) {
+    weft__io_del(&r->socks[i]->io);
+    weft__free(r->socks[i]);
+  }
   weft__free(r->socks);
   event_free(r->timer);
   weft__dns_table_fini(&r->table);

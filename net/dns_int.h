@@ -15,11 +15,11 @@
 
 #include "dns_cache.h"
 
-/* A socket c-ares asked us to watch. */
+/* A socket c-ares asked us to watch, in the loop's own epoll set. */
 typedef struct weft__dns_sock {
-  int fd;
-  short what;
-  struct event *ev;
+  weft__io io;   /* io.fd: the socket */
+  uint32_t what; /* EPOLLIN, EPOLLOUT */
+  struct weft_resolver *r;
 } weft__dns_sock;
 
 typedef struct weft__dns_udp weft__dns_udp;     /* dns_io.c */
@@ -30,9 +30,9 @@ struct weft_resolver {
   weft_loop *loop;
   ares_channel ch;
   struct event *timer;
-  uint64_t timer_due;  /* when the timer fires (clock ns); 0: not armed */
-  uint64_t timeout_ns; /* the first try's timeout */
-  weft__dns_sock *socks;
+  uint64_t timer_due;     /* when the timer fires (clock ns); 0: not armed */
+  uint64_t timeout_ns;    /* the first try's timeout */
+  weft__dns_sock **socks; /* each its own block: the set points at it */
   size_t nsocks, socks_cap;
 
   weft__dns_table table;

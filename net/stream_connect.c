@@ -2,17 +2,17 @@
  * addresses raced by Happy Eyeballs (RFC 8305), and names through DNS.
  *
  * Happy Eyeballs runs in the calling task, without helper tasks: every
- * attempt is a non-blocking socket with a one-shot libevent event that
- * marks it finished and wakes the task; the task sleeps until the next
- * attempt is due or one finishes. The first socket to connect becomes the
- * stream; the others are closed before the call returns, so a cancelled or
- * failed connect leaves no socket behind.
+ * attempt is a non-blocking socket watched in the loop's own epoll set
+ * until it connects or fails, which marks it finished and wakes the task; the
+ * task sleeps until the next attempt is due or one finishes. The first socket
+ * to connect becomes the stream; the others are closed before the call returns,
+ * so a cancelled or failed connect leaves no socket behind.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <event2/event.h>
 #include <math.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <weft/stream.h>
@@ -43,7 +43,8 @@ static void copy_opts(weft_stream_opts *o, const weft_stream_opts *opts) {
 typedef struct attempt {
   const weft_addr *addr;
   int fd;
-  struct event *ev;
+  bool watched; /* io is in the loop's set, until the connect is over */
+  weft__io io;
   weft_task *task;
   int err;      /* 0 connected, else why not */
   bool started; /* a connect is under way or over */
@@ -51,11 +52,15 @@ typedef struct attempt {
   bool seen;    /* the outcome has been acted on */
 } attempt;
 
-static void attempt_close(attempt *a) {
-  if (a->ev != NULL) {
-    event_free(a->ev);
-    a->ev = NULL;
+static void attempt_unwatch(attempt *a) {
+  if (a->watched) {
+    weft__io_del(&a->io);
+    a->watched = false;
   }
+}
+
+static void attempt_close(attempt *a) {
+  attempt_unwatch(a);
   if (a->fd >= 0) {
     close(a->fd);
     a->fd = -1;
@@ -69,12 +74,14 @@ static void attempt_finish(attempt *a, int err) {
     attempt_close(a);
 }
 
-static void on_connect(evutil_socket_t fd, short what, void *arg) {
-  (void)what;
-  attempt *a = arg;
+/* The socket turned writable, or failed: the connect is over. */
+static void on_connect(weft__io *io, uint32_t events) {
+  (void)events;
+  attempt *a = weft__container_of(io, attempt, io);
+  attempt_unwatch(a);
   int err = 0;
   socklen_t len = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+  if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
     err = errno;
   attempt_finish(a, -err);
   weft__wake(a->task, 0);
@@ -110,9 +117,14 @@ static void attempt_start(attempt *a, weft_loop *loop,
     attempt_finish(a, -errno);
     return;
   }
-  a->ev = event_new(loop->base, a->fd, EV_WRITE, on_connect, a);
-  if (a->ev == NULL || event_add(a->ev, NULL) != 0)
-    attempt_finish(a, WEFT_ENOMEM);
+  /* In the loop's own set, as streams are: a loop they keep busy sees the
+   * connect end at its next turn. */
+  a->io.cb = on_connect;
+  int rc = weft__io_add(loop, &a->io, a->fd, EPOLLOUT);
+  if (rc != 0)
+    attempt_finish(a, rc);
+  else
+    a->watched = true;
 }
 
 /* RFC 8305 section 4: alternate the families, starting with the first
@@ -202,8 +214,7 @@ static int race(weft_task *t, const weft_addr *addrs, size_t n,
     if ((int)i != win)
       attempt_close(&att[i]);
   if (win >= 0) {
-    if (att[win].ev != NULL)
-      event_free(att[win].ev);
+    attempt_unwatch(&att[win]);
     *fd_out = att[win].fd;
     rc = 0;
   }

@@ -1,19 +1,20 @@
 /* weft — UDP endpoints.
  *
- * One non-blocking datagram socket and one libevent event, edge-triggered
- * and persistent, added once when the endpoint is made: waiting never costs
- * an epoll_ctl. Every call first tries the system call and parks only on
- * EAGAIN. An edge wakes the oldest waiter of its direction; a waiter that got
- * a datagram (or sent one) while others still wait wakes the next one, since
- * more data may already be queued and no new edge would come for it. A woken
- * waiter that finds nothing (another task took it first) parks again at the
- * front, so the order of waiters holds.
+ * One non-blocking datagram socket in the loop's own epoll set (weft__io),
+ * edge-triggered for both directions, added once when the endpoint is made:
+ * waiting never costs an epoll_ctl, and a loop kept busy by its streams
+ * still sees a datagram at its next turn. Every call first tries the system
+ * call and parks only on EAGAIN. An edge wakes the oldest waiter of its
+ * direction; a waiter that got a datagram (or sent one) while others still wait
+ * wakes the next one, since more data may already be queued and no new edge
+ * would come for it. A woken waiter that finds nothing (another task took it
+ * first) parks again at the front, so the order of waiters holds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <event2/event.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <weft/udp.h>
@@ -24,7 +25,7 @@ struct weft_udp {
   weft_loop *loop;
   int fd;
   bool connected;
-  struct event *ev;
+  weft__io io;        /* in the loop's set */
   weft__list readers; /* weft__waiter, oldest first */
   weft__list writers;
 };
@@ -35,12 +36,13 @@ static void wake_front(weft__list *head) {
     weft__waiter_complete(weft__container_of(n, weft__waiter, link), 0);
 }
 
-static void on_io(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  weft_udp *u = arg;
-  if (what & EV_READ)
+/* An error or hang-up wakes both directions: their calls then say what it
+ * is (an ICMP error on a connected socket comes back from recv or send). */
+static void on_io(weft__io *io, uint32_t events) {
+  weft_udp *u = weft__container_of(io, weft_udp, io);
+  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
     wake_front(&u->readers);
-  if (what & EV_WRITE)
+  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
     wake_front(&u->writers);
 }
 
@@ -68,9 +70,6 @@ int weft_udp_new(weft_udp **out, const weft_addr *local,
     size_t n = opts->size && opts->size < sizeof o ? opts->size : sizeof o;
     memcpy(&o, opts, n);
   }
-  if (!(event_base_get_features(loop->base) & EV_FEATURE_ET))
-    return WEFT_ENOTSUP; /* see docs/internals/servers.md */
-
   weft_udp *u = weft__calloc(1, sizeof *u);
   if (u == NULL)
     return WEFT_ENOMEM;
@@ -108,18 +107,15 @@ int weft_udp_new(weft_udp **out, const weft_addr *local,
     }
     u->connected = true;
   }
-  rc = WEFT_ENOMEM;
-  u->ev = event_new(loop->base, u->fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
-                    on_io, u);
-  if (u->ev == NULL || event_add(u->ev, NULL) != 0)
+  u->io.cb = on_io;
+  if ((rc = weft__io_add(loop, &u->io, u->fd, EPOLLIN | EPOLLOUT | EPOLLET)) !=
+      0)
     goto fail;
   weft__obj_add(loop);
   *out = u;
   return 0;
 
 fail:
-  if (u->ev != NULL)
-    event_free(u->ev);
   if (u->fd >= 0)
     close(u->fd);
   weft__free(u);
@@ -129,7 +125,7 @@ fail:
 void weft_udp_free(weft_udp *u) {
   if (u == NULL)
     return;
-  event_free(u->ev);
+  weft__io_del(&u->io);
   weft__waiters_complete_all(&u->readers, WEFT_ECANCELED);
   weft__waiters_complete_all(&u->writers, WEFT_ECANCELED);
   close(u->fd);

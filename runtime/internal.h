@@ -192,6 +192,8 @@ struct weft_loop {
 /* Adds fd to the loop's set with `events` (EPOLLIN, EPOLLET, ...; cb set by
  * the caller). Returns 0, WEFT_ENOMEM, or a negated errno. */
 int weft__io_add(weft_loop *loop, weft__io *io, int fd, uint32_t events);
+/* Changes the events io is watched for. Returns as weft__io_add. */
+int weft__io_mod(weft__io *io, uint32_t events);
 /* Takes io out of the set (before its fd is closed) and out of the kick
  * list; a callback still due in the current batch will not run. */
 void weft__io_del(weft__io *io);

@@ -1,6 +1,7 @@
 /* weft — raw fd readiness: an epoll set of the loop's own, nested in
- * libevent's, for the sockets a busy loop must see every turn (streams,
- * listeners) and for those that need the kernel's exact flags.
+ * libevent's, for every socket weft watches (streams, listeners, UDP
+ * endpoints, connects under way, c-ares's sockets): a busy loop sees them
+ * all every turn, and streams get the kernel's exact flags.
  *
  * libevent folds EPOLLHUP and EPOLLERR into EV_READ|EV_WRITE, which look like
  * any other edge. A stream reading edge-triggered then cannot trust a short
@@ -104,6 +105,13 @@ int weft__io_add(weft_loop *loop, weft__io *io, int fd, uint32_t events) {
   weft__list_init(&io->kick);
   struct epoll_event ev = {.events = events, .data.ptr = io};
   if (epoll_ctl(loop->io->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return errno == ENOMEM || errno == ENOSPC ? WEFT_ENOMEM : -errno;
+  return 0;
+}
+
+int weft__io_mod(weft__io *io, uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  if (epoll_ctl(io->loop->io->epfd, EPOLL_CTL_MOD, io->fd, &ev) != 0)
     return errno == ENOMEM || errno == ENOSPC ? WEFT_ENOMEM : -errno;
   return 0;
 }

@@ -120,10 +120,10 @@ static void arm_wakeup(weft_loop *loop, uint64_t due) {
     loop->timer_ev_due = due;
 }
 
-/* How long libevent's events (signals, c-ares, UDP, connects, timers, and
- * those a user adds to weft_loop_base) may wait while the loop's
- * own set keeps it busy: libevent's timers are as coarse. Events made active
- * (event_active) never wait. */
+/* How long libevent's events (signals, its timers, and those a user adds
+ * to weft_loop_base; every socket weft watches is in the loop's own set)
+ * may wait while that set keeps the loop busy: libevent's timers are as
+ * coarse. Events made active (event_active) never wait. */
 #define BASE_POLL_NS 1000000u
 
 static bool base_active(weft_loop *loop) {

@@ -1,7 +1,8 @@
-/* weft tests — helpers shared by the stream and TLS suites: listeners on
- * loopback port 0, accepting into streams, child processes (openssl
- * s_server / s_client) started and always stopped, temporary directories,
- * and counting open file descriptors to catch leaks. */
+/* weft tests — helpers shared by the stream, TLS, UDP and DNS suites:
+ * listeners on loopback port 0, accepting into streams, child processes
+ * (openssl s_server / s_client) started and always stopped, temporary
+ * directories, counting open file descriptors to catch leaks, and a loop
+ * kept busy by streams. */
 #ifndef WEFT_TEST_STREAM_UTIL_H
 #define WEFT_TEST_STREAM_UTIL_H
 
@@ -28,6 +29,79 @@
 extern char **environ;
 
 #define RUN(fn) T_EQ(t_run((fn), NULL), 0)
+
+/* A connected pair of Unix stream sockets, as weft streams. */
+static inline void unix_pair(weft_stream **a, weft_stream **b) {
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  T_OK(weft_stream_from_fd(a, sv[0], NULL));
+  T_OK(weft_stream_from_fd(b, sv[1], NULL));
+}
+
+/* Sends a byte and waits for it back, until cancelled. */
+static inline int m_ping(void *arg) {
+  weft_stream *s = arg;
+  char b = 'x';
+  for (;;) {
+    int rc = weft_stream_write(s, &b, 1);
+    if (rc == 0)
+      rc = weft_stream_read_exactly(s, &b, 1);
+    if (rc != 0)
+      return rc == WEFT_ECANCELED ? 0 : rc;
+  }
+}
+
+/* Sends back every byte it gets, until cancelled. */
+static inline int m_pong(void *arg) {
+  weft_stream *s = arg;
+  char b;
+  for (;;) {
+    int rc = weft_stream_read_exactly(s, &b, 1);
+    if (rc == 0)
+      rc = weft_stream_write(s, &b, 1);
+    if (rc != 0)
+      return rc == WEFT_ECANCELED ? 0 : rc;
+  }
+}
+
+/* BUSY_PAIRS stream pairs ping-ponging bytes: several of the loop's own
+ * set ready every turn, so a busy loop polls that set alone. */
+#define BUSY_PAIRS 8
+typedef struct busy {
+  weft_stream *st[BUSY_PAIRS][2];
+  weft_task *t[BUSY_PAIRS][2];
+} busy;
+
+static inline void busy_start(busy *b) {
+  for (int i = 0; i < BUSY_PAIRS; i++) {
+    unix_pair(&b->st[i][0], &b->st[i][1]);
+    T_OK(weft_spawn(&b->t[i][0], m_ping, b->st[i][0]));
+    T_OK(weft_spawn(&b->t[i][1], m_pong, b->st[i][1]));
+  }
+  T_OK(weft_sleep(0.01)); /* the ping-pongs are under way */
+}
+
+static inline void busy_stop(busy *b) {
+  for (int i = 0; i < BUSY_PAIRS; i++)
+    for (int j = 0; j < 2; j++) {
+      int r = -1;
+      weft_cancel(b->t[i][j]);
+      T_OK(weft_join(b->t[i][j], &r));
+      T_EQ(r, 0);
+    }
+  for (int i = 0; i < BUSY_PAIRS; i++) {
+    weft_stream_free(b->st[i][0]);
+    weft_stream_free(b->st[i][1]);
+  }
+}
+
+/* The loop's turn count (weft_loop_stats), for tests that bound how many
+ * turns of a busy loop something takes. */
+static inline uint64_t loop_turn(void) {
+  weft_stats st;
+  weft_loop_stats(weft_loop_current(), &st);
+  return st.loop_iterations;
+}
 
 /* A listening TCP socket on ip, port 0; *addr gets the port the kernel
  * chose. Returns the fd, or -1 (failing the test). */

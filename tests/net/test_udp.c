@@ -1,13 +1,12 @@
 /* net-udp: datagrams with their peer's address on IPv4 and IPv6, connected
  * endpoints, datagrams larger than the buffer (reported, never cut
  * silently), waiting receivers in order, cancellation that loses nothing,
- * and a free that wakes its waiters. */
+ * a free that wakes its waiters, and datagrams seen at once by a busy
+ * loop. */
+#include "test_stream_util.h" /* first (_GNU_SOURCE); busy_start */
+
 #include <unistd.h>
 #include <weft/udp.h>
-
-#include "test.h"
-
-#define RUN(fn) T_EQ(t_run((fn), NULL), 0)
 
 static bool have_ipv6(void) {
   weft_addr a;
@@ -348,6 +347,53 @@ static int m_reuse_port(void *arg) {
 }
 static void test_reuse_port(void) { RUN(m_reuse_port); }
 
+/* The socket sits in the loop's own epoll set with the streams: a loop they
+ * keep busy wakes a waiting receiver within a few turns of the datagram's
+ * arrival, not when libevent's turn comes (up to a millisecond of turns
+ * later). Ten datagrams, each sent at a different point of that
+ * millisecond by a plain socket. */
+typedef struct turn_rx {
+  weft_udp *u;
+  uint64_t turn; /* when the receive returned */
+} turn_rx;
+
+static int m_recv_turn(void *arg) {
+  turn_rx *x = arg;
+  char b;
+  int n = weft_udp_recv(x->u, &b, 1);
+  x->turn = loop_turn();
+  return n == 1 ? 0 : n;
+}
+
+static int m_busy_loop(void *arg) {
+  (void)arg;
+  busy b;
+  busy_start(&b);
+  weft_addr a;
+  turn_rx x = {.u = bound("127.0.0.1", &a)};
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  T_GE(fd, 0);
+  uint64_t worst = 0;
+  for (int k = 0; k < 10; k++) {
+    weft_task *t;
+    x.turn = 0;
+    T_OK(weft_spawn(&t, m_recv_turn, &x));
+    T_OK(weft_sleep(0.0003 * k)); /* the receiver waits by now */
+    uint64_t t0 = loop_turn();
+    T_EQ(sendto(fd, "x", 1, 0, &a.u.sa, a.len), 1);
+    int r = -1;
+    T_OK(weft_join(t, &r));
+    T_EQ(r, 0);
+    worst = x.turn - t0 > worst ? x.turn - t0 : worst;
+  }
+  T_LE(worst, 3);
+  close(fd);
+  weft_udp_free(x.u);
+  busy_stop(&b);
+  return 0;
+}
+static void test_busy_loop(void) { RUN(m_busy_loop); }
+
 static const t_case cases[] = {
     {"ipv4", test_ipv4},
     {"ipv6", test_ipv6},
@@ -360,5 +406,6 @@ static const t_case cases[] = {
     {"free_wakes", test_free_wakes},
     {"bad_args", test_bad_args},
     {"reuse_port", test_reuse_port},
+    {"busy_loop", test_busy_loop},
     {NULL, NULL}};
 T_MAIN("net-udp", cases)
