@@ -170,4 +170,8 @@ void weft__stream_release(weft_stream *s, bool reset);
  * tests. Returns 0, or park's cancellation / deadline. May suspend. */
 int weft__wait_fd(int fd, short events);
 
+/* Sessions a client TLS context holds for resumption now (tls.c), for the
+ * tests. Any thread. */
+size_t weft__tls_sessions(weft_tls_ctx *ctx);
+
 #endif

@@ -22,6 +22,13 @@
  * are freed by OpenSSL's own reference counting, when the last SSL using
  * the context goes, so a context freed by its owner stays valid for the
  * connections still using it.
+ *
+ * A client context keeps the sessions servers give it (OpenSSL's new-session
+ * callback; in TLS 1.3 the tickets come after the handshake, read with the
+ * first application data) in a small cache of its own, keyed by the name
+ * verified and the port, and a new connection to the same key offers the
+ * newest one. OpenSSL's internal client store is not used: it is not looked
+ * up by name, and a session is not taken out of it when used.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,8 +38,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <weft/tls.h>
 
@@ -41,6 +51,15 @@
 #define RECORD 16384 /* plaintext bytes handed to one SSL_write */
 #define DEFAULT_HANDSHAKE_TIMEOUT 30.0
 #define SHUTDOWN_KEEP (256 * 1024)
+
+/* A session in a client context's cache. The session is the cache's own
+ * copy, never one a live SSL uses (see sess_put). */
+typedef struct sess_entry {
+  char *key; /* peer_key() */
+  SSL_SESSION *sess;
+  uint64_t stamp; /* when last stored or used: the smallest goes first */
+  bool tls13;     /* a ticket used once */
+} sess_entry;
 
 struct weft_tls_ctx {
   SSL_CTX *ssl;
@@ -56,6 +75,15 @@ struct weft_tls_ctx {
   void *sni_arg;
   SSL_CTX **certs; /* extra certificates chosen by SNI */
   size_t ncerts;
+  /* Client session cache. The one thing that changes after setup, from
+   * any thread using the context: `lock` guards the fields below it. It is
+   * a leaf lock, held for a scan of the entries; no callback of ours runs
+   * under it. */
+  size_t sess_max; /* 0: no cache */
+  pthread_mutex_t lock;
+  sess_entry *sess;
+  size_t nsess, sess_alloc;
+  uint64_t sess_clock;
 };
 
 /* ---- process-wide, set once ---- */
@@ -169,6 +197,7 @@ typedef struct tls_tp {
   /* A record OpenSSL could not send yet, repeated on the next write. */
   unsigned char *scratch;
   size_t pend;
+  char *peer; /* client with a session cache: the cache key */
   char alpn[256];
 } tls_tp;
 
@@ -408,6 +437,7 @@ static int tls_shutdown(weft__transport *tp, int *want) {
 static void tls_free(weft__transport *tp) {
   tls_tp *t = (tls_tp *)tp;
   SSL_free(t->ssl); /* and the BIO */
+  weft__free(t->peer);
   weft__free(t->pre);
   weft__free(t->scratch);
   weft__free(t);
@@ -423,6 +453,184 @@ static const weft__transport_vt tls_vt = {
     .free = tls_free,
 };
 
+/* ---- the client session cache ---- */
+
+/* The key a session is kept under: the name the certificate was checked
+ * against (and sent as SNI) with the port, or the peer's address (IP and
+ * port) when there is no name; a Unix socket's path stands for the port.
+ * The name's length leads, so no name and port can pass for another pair.
+ * NULL when out of memory or the peer's address is unknown: no caching. */
+static char *peer_key(weft_stream *s, const char *name) {
+  weft_addr a;
+  if (weft_stream_peer_addr(s, &a) != 0)
+    return NULL;
+  char where[WEFT_ADDR_STRLEN];
+  int port = weft_addr_port(&a);
+  if (name == NULL || port < 0)
+    weft_addr_format(&a, where, sizeof where);
+  else
+    snprintf(where, sizeof where, "%d", port);
+  if (name == NULL)
+    name = "";
+  size_t len = strlen(name) + strlen(where) + 24;
+  char *key = weft__malloc(len);
+  if (key != NULL)
+    snprintf(key, len, "%zu:%s:%s", strlen(name), name, where);
+  return key;
+}
+
+static bool sess_expired(SSL_SESSION *x, time_t now) {
+  return !SSL_SESSION_is_resumable(x) ||
+         SSL_SESSION_get_time(x) + SSL_SESSION_get_timeout(x) <= now;
+}
+
+/* Takes entry i out (the last one fills its place); returns its session
+ * for the caller to free once the lock is released. */
+static SSL_SESSION *sess_remove(weft_tls_ctx *c, size_t i) {
+  SSL_SESSION *x = c->sess[i].sess;
+  weft__free(c->sess[i].key);
+  c->sess[i] = c->sess[--c->nsess];
+  return x;
+}
+
+/* The newest usable session for `key`, for SSL_set_session, or NULL. A TLS
+ * 1.3 ticket leaves the cache (single use, RFC 8446 C.4: a ticket seen twice
+ * links the two connections); a TLS 1.2 session stays, and the connection
+ * gets a copy. Drops the key's expired sessions on the way. */
+static SSL_SESSION *sess_take(weft_tls_ctx *c, const char *key) {
+  SSL_SESSION *dead[WEFT_TLS_SESSIONS_PER_PEER];
+  size_t ndead = 0;
+  SSL_SESSION *got = NULL;
+  time_t now = time(NULL);
+  pthread_mutex_lock(&c->lock);
+  size_t best = SIZE_MAX;
+  for (size_t i = c->nsess; i-- > 0;) {
+    sess_entry *e = &c->sess[i];
+    if (strcmp(e->key, key) != 0)
+      continue;
+    /* Going down, the entry moved into i was seen already. */
+    if (sess_expired(e->sess, now) && ndead < WEFT_TLS_SESSIONS_PER_PEER) {
+      dead[ndead++] = sess_remove(c, i);
+      if (best == c->nsess)
+        best = i; /* the best one was the last, and moved here */
+      continue;
+    }
+    if (best == SIZE_MAX || e->stamp > c->sess[best].stamp)
+      best = i;
+  }
+  if (best != SIZE_MAX) {
+    if (c->sess[best].tls13) {
+      got = sess_remove(c, best);
+    } else {
+      c->sess[best].stamp = ++c->sess_clock;
+      got = SSL_SESSION_dup(c->sess[best].sess);
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  for (size_t i = 0; i < ndead; i++)
+    SSL_SESSION_free(dead[i]);
+  return got;
+}
+
+/* Keeps `x` (ours: stored or freed) under `key`. A TLS 1.2 session replaces
+ * the key's others (one reusable session is enough); a key already holding
+ * WEFT_TLS_SESSIONS_PER_PEER loses its oldest, and a full cache its least
+ * recently used entry. */
+static void sess_put(weft_tls_ctx *c, const char *key, SSL_SESSION *x) {
+  bool tls13 = SSL_SESSION_get_protocol_version(x) == TLS1_3_VERSION;
+  char *k = weft__strdup(key);
+  if (k == NULL) {
+    SSL_SESSION_free(x);
+    return;
+  }
+  SSL_SESSION *dead[WEFT_TLS_SESSIONS_PER_PEER + 1];
+  size_t ndead = 0;
+  pthread_mutex_lock(&c->lock);
+  if (!tls13)
+    for (size_t i = c->nsess; i-- > 0;)
+      if (!c->sess[i].tls13 && strcmp(c->sess[i].key, key) == 0 &&
+          ndead < WEFT_TLS_SESSIONS_PER_PEER)
+        dead[ndead++] = sess_remove(c, i);
+  size_t mine = 0, old_mine = SIZE_MAX, old_all = SIZE_MAX;
+  for (size_t i = 0; i < c->nsess; i++) {
+    sess_entry *e = &c->sess[i];
+    if (old_all == SIZE_MAX || e->stamp < c->sess[old_all].stamp)
+      old_all = i;
+    if (strcmp(e->key, key) == 0) {
+      mine++;
+      if (old_mine == SIZE_MAX || e->stamp < c->sess[old_mine].stamp)
+        old_mine = i;
+    }
+  }
+  size_t at = mine >= WEFT_TLS_SESSIONS_PER_PEER ? old_mine
+              : c->nsess >= c->sess_max         ? old_all
+                                                : SIZE_MAX;
+  if (at != SIZE_MAX) {
+    dead[ndead++] = c->sess[at].sess;
+    weft__free(c->sess[at].key);
+  } else {
+    if (c->nsess == c->sess_alloc) {
+      size_t n = c->sess_alloc ? 2 * c->sess_alloc : 8;
+      if (n > c->sess_max)
+        n = c->sess_max;
+      sess_entry *more = weft__realloc(c->sess, n * sizeof *more);
+      if (more == NULL) {
+        pthread_mutex_unlock(&c->lock);
+        weft__free(k);
+        SSL_SESSION_free(x);
+        for (size_t i = 0; i < ndead; i++)
+          SSL_SESSION_free(dead[i]);
+        return;
+      }
+      c->sess = more;
+      c->sess_alloc = n;
+    }
+    at = c->nsess++;
+  }
+  c->sess[at] = (sess_entry){
+      .key = k, .sess = x, .stamp = ++c->sess_clock, .tls13 = tls13};
+  pthread_mutex_unlock(&c->lock);
+  for (size_t i = 0; i < ndead; i++)
+    SSL_SESSION_free(dead[i]);
+}
+
+/* OpenSSL's new-session callback: a session (TLS 1.2, at the end of a full
+ * handshake) or a ticket (TLS 1.3, any time after it; often two). Returns 0:
+ * OpenSSL keeps its reference, the cache keeps a copy. A copy because the
+ * connection's own session is the connection's: OpenSSL marks it not
+ * resumable when the connection is freed without a close_notify (which
+ * says nothing about the ticket), from whatever thread runs it. */
+static int on_new_session(SSL *ssl, SSL_SESSION *x) {
+  tls_tp *t = SSL_get_app_data(ssl);
+  weft_tls_ctx *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_idx);
+  if (t == NULL || t->peer == NULL || c == NULL || c->sess_max == 0 ||
+      !SSL_SESSION_is_resumable(x))
+    return 0;
+  ERR_set_mark(); /* a failed copy must not fail the read it runs in */
+  SSL_SESSION *copy = SSL_SESSION_dup(x);
+  ERR_pop_to_mark();
+  if (copy != NULL)
+    sess_put(c, t->peer, copy);
+  return 0;
+}
+
+static void sess_clear(weft_tls_ctx *c) {
+  for (size_t i = 0; i < c->nsess; i++) {
+    SSL_SESSION_free(c->sess[i].sess);
+    weft__free(c->sess[i].key);
+  }
+  weft__free(c->sess);
+  c->sess = NULL;
+  c->nsess = c->sess_alloc = 0;
+}
+
+size_t weft__tls_sessions(weft_tls_ctx *c) {
+  pthread_mutex_lock(&c->lock);
+  size_t n = c->nsess;
+  pthread_mutex_unlock(&c->lock);
+  return n;
+}
+
 /* ---- contexts ---- */
 
 static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
@@ -435,6 +643,8 @@ static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
   weft_tls_ctx *c = ptr;
   if (c == NULL)
     return;
+  sess_clear(c);
+  pthread_mutex_destroy(&c->lock);
   for (size_t i = 0; i < c->ncerts; i++)
     SSL_CTX_free(c->certs[i]);
   weft__free(c->certs);
@@ -566,6 +776,15 @@ static int configure(SSL_CTX *x, weft_tls_ctx *c) {
              SSL_CTX_set_alpn_protos(x, c->alpn, (unsigned)c->alpn_len) != 0) {
     return WEFT_ENOMEM;
   }
+  if (!c->server) {
+    /* Our cache, not OpenSSL's (see the top of this file). */
+    SSL_CTX_set_session_cache_mode(
+        x, c->sess_max > 0
+               ? SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE
+               : SSL_SESS_CACHE_OFF);
+    if (c->sess_max > 0)
+      SSL_CTX_sess_set_new_cb(x, on_new_session);
+  }
   ERR_clear_error();
   return 0;
 }
@@ -613,7 +832,12 @@ static int ctx_new(weft_tls_ctx **out, const weft_tls_opts *opts, bool server) {
   weft_tls_ctx *c = weft__calloc(1, sizeof *c);
   if (c == NULL)
     return WEFT_ENOMEM;
+  pthread_mutex_init(&c->lock, NULL);
   c->server = server;
+  c->sess_max = server || o.session_cache_size < 0 ? 0
+                : o.session_cache_size == 0
+                    ? WEFT_TLS_SESSION_CACHE_DEFAULT
+                    : (size_t)o.session_cache_size;
   c->insecure = o.insecure;
   c->verify_peer = o.verify_peer;
   c->min_version = minv;
@@ -758,6 +982,22 @@ static int set_peer_name(weft_stream *s, SSL *ssl, const char *name,
   return check_ip(ssl, &a);
 }
 
+/* A client with a session cache: sets the key its new sessions go under,
+ * and offers the newest one kept for that key. Without memory it goes on
+ * without either. */
+static void offer_session(weft_stream *s, tls_tp *t, weft_tls_ctx *ctx,
+                          const char *name) {
+  t->peer = peer_key(s, name);
+  if (t->peer == NULL)
+    return;
+  SSL_set_app_data(t->ssl, t);
+  SSL_SESSION *x = sess_take(ctx, t->peer);
+  if (x != NULL) {
+    SSL_set_session(t->ssl, x); /* takes its own reference */
+    SSL_SESSION_free(x);
+  }
+}
+
 static int make_tp(weft_stream *s, weft_tls_ctx *ctx, const char *name,
                    tls_tp **out) {
   tls_tp *t = weft__calloc(1, sizeof *t);
@@ -785,6 +1025,8 @@ static int make_tp(weft_stream *s, weft_tls_ctx *ctx, const char *name,
   else {
     SSL_set_connect_state(t->ssl);
     rc = set_peer_name(s, t->ssl, name, !ctx->insecure);
+    if (rc == 0 && ctx->sess_max > 0)
+      offer_session(s, t, ctx, name);
   }
   if (rc != 0) {
     tls_free(&t->base);

@@ -5,8 +5,14 @@
  * (the system's CA store, the host name, TLS 1.2 at least); servers present
  * a certificate chain, and may present others chosen by the name the client
  * asks for (SNI). A context is made once and used by any number of streams,
- * on any thread: it is immutable after setup, and reference counted, so
+ * on any thread: it is immutable after setup (but for a client's session
+ * cache, which has a lock of its own), and reference counted, so
  * weft_tls_ctx_free() may be called while streams still use it.
+ *
+ * A client context resumes sessions: a new connection to a server it has
+ * talked to (the same name, or IP address when no name is given, and the
+ * same port) offers a session that server gave it earlier, and the server
+ * may accept it (weft_stream_tls_resumed). See session_cache_size below.
  *
  * A stream gets TLS either at connect time (weft_stream_opts.tls) or later
  * with weft_stream_start_tls() (STARTTLS, and the server side of every
@@ -74,7 +80,24 @@ typedef struct weft_tls_opts {
    * of the caller's deadline scopes (slow or silent peers). 0: 30 s;
    * < 0: no limit of its own. */
   double handshake_timeout;
+  /* Client: sessions kept for resumption (an abbreviated handshake, no
+   * certificate sent or verified again) by the server's name and port, the
+   * way curl, Go and browsers do: at most this many over all servers,
+   * WEFT_TLS_SESSIONS_PER_PEER of them per server, the least recently used
+   * going first. 0: WEFT_TLS_SESSION_CACHE_DEFAULT; < 0: none kept, every
+   * connection makes a full handshake. Ignored by a server context (OpenSSL
+   * resumes on that side by itself, with tickets). */
+  int session_cache_size;
 } weft_tls_opts;
+
+/* The client session cache's defaults (weft_tls_opts.session_cache_size).
+ * A TLS 1.3 ticket is used once (RFC 8446 C.4); OpenSSL servers (weft's
+ * among them) send two after a full handshake and one after each
+ * resumption, so keeping a few per server lets connections opened at the
+ * same time resume too. A TLS 1.2 session is reused until it expires or
+ * a newer one for the same server replaces it. */
+#define WEFT_TLS_SESSION_CACHE_DEFAULT 64
+#define WEFT_TLS_SESSIONS_PER_PEER 4
 
 /* Makes a client context: verifies the server's certificate chain against
  * the system CA store (or opts->ca_file / ca_path) and its name against the
@@ -157,7 +180,9 @@ WEFT_EXTERN const char *weft_stream_tls_version(const weft_stream *s);
 WEFT_EXTERN const char *weft_stream_tls_cipher(const weft_stream *s);
 WEFT_EXTERN const char *weft_stream_tls_server_name(const weft_stream *s);
 
-/* True when the handshake resumed an earlier session. */
+/* True when the handshake resumed an earlier session: on a client, one
+ * from its context's session cache that the server accepted; on a server,
+ * one of this server's that the client offered (a ticket or session id). */
 WEFT_EXTERN bool weft_stream_tls_resumed(const weft_stream *s);
 
 /* The OpenSSL SSL object of a TLS stream (NULL on a plain one), to read

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <weft/tls.h>
 
+#include "stream_int.h" /* weft__tls_sessions */
 #include "test_stream_util.h"
 
 static char certdir[256];
@@ -990,6 +991,219 @@ static int m_failed_start_tls(void *arg) {
 }
 static void test_failed_start_tls(void) { RUN(m_failed_start_tls); }
 
+/* ---- session resumption (the client's cache) ---- */
+
+/* A weft TLS server on its own listener that serves `n` connections one
+ * after the other (serve_pong each), noting whether each resumed. */
+typedef struct rsrv {
+  int lfd;
+  weft_addr addr;
+  weft_tls_ctx *ctx;
+  int n;
+  bool resumed[8];
+  weft_task *t;
+} rsrv;
+
+static int rsrv_run(void *p) {
+  rsrv *v = p;
+  for (int i = 0; i < v->n; i++) {
+    weft_stream *s = NULL;
+    int rc = t_accept(v->lfd, &s, NULL);
+    if (rc != 0)
+      return rc;
+    rc = weft_stream_start_tls(s, v->ctx, NULL);
+    T_OK(rc);
+    if (rc == 0) {
+      v->resumed[i] = weft_stream_tls_resumed(s);
+      T_OK(serve_pong(s, NULL));
+    }
+    weft_stream_free(s);
+  }
+  return 0;
+}
+
+static void rsrv_start(rsrv *v, weft_tls_ctx *ctx, int n) {
+  memset(v, 0, sizeof *v);
+  T_TRUE(n <= (int)(sizeof v->resumed / sizeof v->resumed[0]));
+  v->lfd = t_listen("127.0.0.1", 16, &v->addr);
+  v->ctx = ctx;
+  v->n = n;
+  T_OK(weft_spawn(&v->t, rsrv_run, v));
+}
+
+static void rsrv_stop(rsrv *v) {
+  T_OK(weft_join(v->t, NULL));
+  close(v->lfd);
+}
+
+/* One connection to v as `name`: ping, pong (TLS 1.3 tickets arrive with
+ * it), close. Returns whether the client resumed, or -1. */
+static int ping(weft_tls_ctx *cctx, rsrv *v, const char *name,
+                const char *version) {
+  weft_stream_opts o = {.size = sizeof o, .tls = cctx, .server_name = name};
+  weft_stream *s = NULL;
+  int rc = weft_stream_connect_addr(&s, &v->addr, &o);
+  T_OK(rc);
+  if (rc != 0)
+    return -1;
+  if (version != NULL)
+    T_STREQ(weft_stream_tls_version(s), version);
+  char buf[16];
+  T_OK(weft_stream_write(s, "ping\n", 5));
+  T_EQ(weft_stream_readline(s, buf, sizeof buf), 5);
+  int resumed = weft_stream_tls_resumed(s);
+  T_OK(weft_stream_close(s));
+  return resumed;
+}
+
+static weft_tls_ctx *resume_client(int min, int max, int cache) {
+  weft_tls_opts o = {.size = sizeof o,
+                     .ca_file = cert("ca.pem"),
+                     .min_version = min,
+                     .max_version = max,
+                     .session_cache_size = cache};
+  weft_tls_ctx *c = NULL;
+  T_OK(weft_tls_client_ctx_new(&c, &o));
+  return c;
+}
+
+/* TLS 1.3: the first connection is a full handshake and brings two tickets
+ * (OpenSSL's default); each later one resumes on a ticket, which leaves the
+ * cache, and brings one more. Once the server sends no more, the two left
+ * resume two connections and the next is a full handshake again. */
+static int m_resume_tls13(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL);
+  weft_tls_ctx *cctx = resume_client(WEFT_TLS_1_3, 0, 0);
+  rsrv v;
+  rsrv_start(&v, sctx, 5);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.3"), 0);
+  T_EQ(weft__tls_sessions(cctx), 2);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.3"), 1);
+  T_EQ(weft__tls_sessions(cctx), 2); /* one used, one new */
+  SSL_CTX_set_num_tickets(weft_tls_ctx_ssl_ctx(sctx), 0);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.3"), 1);
+  T_EQ(weft__tls_sessions(cctx), 1);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.3"), 1);
+  T_EQ(weft__tls_sessions(cctx), 0);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.3"), 0);
+  rsrv_stop(&v);
+  /* The server saw the same. */
+  T_FALSE(v.resumed[0]);
+  T_TRUE(v.resumed[1] && v.resumed[2] && v.resumed[3]);
+  T_FALSE(v.resumed[4]);
+  weft_tls_ctx_free(cctx);
+  weft_tls_ctx_free(sctx);
+  return 0;
+}
+static void test_resume_tls13(void) { RUN(m_resume_tls13); }
+
+/* TLS 1.2: one session, reused by every later connection. */
+static int m_resume_tls12(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL);
+  weft_tls_ctx *cctx = resume_client(0, WEFT_TLS_1_2, 0);
+  rsrv v;
+  rsrv_start(&v, sctx, 3);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.2"), 0);
+  T_EQ(weft__tls_sessions(cctx), 1);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.2"), 1);
+  T_EQ(ping(cctx, &v, "localhost", "TLSv1.2"), 1);
+  T_EQ(weft__tls_sessions(cctx), 1);
+  rsrv_stop(&v);
+  T_FALSE(v.resumed[0]);
+  T_TRUE(v.resumed[1] && v.resumed[2]);
+  weft_tls_ctx_free(cctx);
+  weft_tls_ctx_free(sctx);
+  return 0;
+}
+static void test_resume_tls12(void) { RUN(m_resume_tls12); }
+
+/* A session is offered only to the name and port it came from. Both
+ * listeners share one server context, which would accept the other's
+ * tickets (its ticket keys are the same, and OpenSSL does not tie a TLS 1.3
+ * ticket to the SNI): only the client's key keeps them apart. */
+static int m_resume_keys(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL);
+  weft_tls_ctx *cctx = resume_client(0, 0, 0);
+  rsrv a, b;
+  rsrv_start(&a, sctx, 4);
+  rsrv_start(&b, sctx, 2);
+  T_EQ(ping(cctx, &a, "localhost", "TLSv1.3"), 0);
+  T_EQ(ping(cctx, &b, "localhost", NULL), 0);  /* another port */
+  T_EQ(ping(cctx, &a, "127.0.0.1", NULL), 0);  /* another name */
+  T_EQ(ping(cctx, &a, NULL, NULL), 0);         /* no name: by address */
+  T_EQ(ping(cctx, &a, "localhost", NULL), 1);  /* the first key's turn */
+  T_EQ(ping(cctx, &b, "localhost", NULL), 1);
+  rsrv_stop(&a);
+  rsrv_stop(&b);
+  T_TRUE(a.resumed[3] && b.resumed[1]);
+  weft_tls_ctx_free(cctx);
+  weft_tls_ctx_free(sctx);
+  return 0;
+}
+static void test_resume_keys(void) { RUN(m_resume_keys); }
+
+/* session_cache_size < 0: no resumption, nothing kept. */
+static int m_resume_off(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL);
+  weft_tls_ctx *c13 = resume_client(0, 0, -1);
+  weft_tls_ctx *c12 = resume_client(0, WEFT_TLS_1_2, -1);
+  rsrv v;
+  rsrv_start(&v, sctx, 4);
+  T_EQ(ping(c13, &v, "localhost", "TLSv1.3"), 0);
+  T_EQ(ping(c13, &v, "localhost", "TLSv1.3"), 0);
+  T_EQ(ping(c12, &v, "localhost", "TLSv1.2"), 0);
+  T_EQ(ping(c12, &v, "localhost", "TLSv1.2"), 0);
+  T_EQ(weft__tls_sessions(c13), 0);
+  T_EQ(weft__tls_sessions(c12), 0);
+  rsrv_stop(&v);
+  for (int i = 0; i < 4; i++)
+    T_FALSE(v.resumed[i]);
+  weft_tls_ctx_free(c13);
+  weft_tls_ctx_free(c12);
+  weft_tls_ctx_free(sctx);
+  return 0;
+}
+static void test_resume_off(void) { RUN(m_resume_off); }
+
+/* The bounds: WEFT_TLS_SESSIONS_PER_PEER tickets a server however many it
+ * sends, and session_cache_size in all, the least recently used going. */
+static int m_resume_bound(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL);
+  weft_tls_ctx *cctx = resume_client(0, 0, 0);
+  SSL_CTX_set_num_tickets(weft_tls_ctx_ssl_ctx(sctx), 7);
+  rsrv v;
+  rsrv_start(&v, sctx, 1);
+  T_EQ(ping(cctx, &v, "localhost", NULL), 0);
+  rsrv_stop(&v);
+  T_EQ(weft__tls_sessions(cctx), WEFT_TLS_SESSIONS_PER_PEER);
+  weft_tls_ctx_free(cctx);
+  /* Three in all, two tickets a server: four servers. */
+  SSL_CTX_set_num_tickets(weft_tls_ctx_ssl_ctx(sctx), 2);
+  cctx = resume_client(0, 0, 3);
+  rsrv r[4];
+  rsrv_start(&r[0], sctx, 2);
+  for (int i = 1; i < 4; i++)
+    rsrv_start(&r[i], sctx, 1);
+  size_t want[4] = {2, 3, 3, 3};
+  for (int i = 0; i < 4; i++) {
+    T_EQ(ping(cctx, &r[i], "localhost", NULL), 0);
+    T_EQ(weft__tls_sessions(cctx), want[i]);
+  }
+  /* The first server's tickets went first. */
+  T_EQ(ping(cctx, &r[0], "localhost", NULL), 0);
+  for (int i = 0; i < 4; i++)
+    rsrv_stop(&r[i]);
+  weft_tls_ctx_free(cctx);
+  weft_tls_ctx_free(sctx);
+  return 0;
+}
+static void test_resume_bound(void) { RUN(m_resume_bound); }
+
 /* ---- contexts ---- */
 
 static void test_ctx_errors(void) {
@@ -1058,6 +1272,11 @@ static const t_case cases[] = {
     {"handshake_deadline", test_handshake_deadline},
     {"failed_start_tls", test_failed_start_tls},
     {"ctx_errors", test_ctx_errors},
+    {"resume_tls13", test_resume_tls13},
+    {"resume_tls12", test_resume_tls12},
+    {"resume_keys", test_resume_keys},
+    {"resume_off", test_resume_off},
+    {"resume_bound", test_resume_bound},
     {NULL, NULL},
 };
 
