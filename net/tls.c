@@ -597,9 +597,11 @@ static void sess_put(weft_tls_ctx *c, const char *key, SSL_SESSION *x) {
 /* OpenSSL's new-session callback: a session (TLS 1.2, at the end of a full
  * handshake) or a ticket (TLS 1.3, any time after it; often two). Returns 0:
  * OpenSSL keeps its reference, the cache keeps a copy. A copy because the
- * connection's own session is the connection's: OpenSSL marks it not
- * resumable when the connection is freed without a close_notify (which
- * says nothing about the ticket), from whatever thread runs it. */
+ * session given is the connection's current one, which that connection
+ * (perhaps on another thread) may still change - OpenSSL marks it not
+ * resumable when the SSL is cleared without a close_notify
+ * (ssl_clear_bad_session) - while the cache reads its sessions under its
+ * own lock only. */
 static int on_new_session(SSL *ssl, SSL_SESSION *x) {
   tls_tp *t = SSL_get_app_data(ssl);
   weft_tls_ctx *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_idx);

@@ -1037,9 +1037,10 @@ static void rsrv_stop(rsrv *v) {
 }
 
 /* One connection to v as `name`: ping, pong (TLS 1.3 tickets arrive with
- * it), close. Returns whether the client resumed, or -1. */
-static int ping(weft_tls_ctx *cctx, rsrv *v, const char *name,
-                const char *version) {
+ * it), close (with a close_notify when `clean`, else just freed). Returns
+ * whether the client resumed, or -1. */
+static int ping_ex(weft_tls_ctx *cctx, rsrv *v, const char *name,
+                   const char *version, bool clean) {
   weft_stream_opts o = {.size = sizeof o, .tls = cctx, .server_name = name};
   weft_stream *s = NULL;
   int rc = weft_stream_connect_addr(&s, &v->addr, &o);
@@ -1052,8 +1053,16 @@ static int ping(weft_tls_ctx *cctx, rsrv *v, const char *name,
   T_OK(weft_stream_write(s, "ping\n", 5));
   T_EQ(weft_stream_readline(s, buf, sizeof buf), 5);
   int resumed = weft_stream_tls_resumed(s);
-  T_OK(weft_stream_close(s));
+  if (clean)
+    T_OK(weft_stream_close(s));
+  else
+    weft_stream_free(s);
   return resumed;
+}
+
+static int ping(weft_tls_ctx *cctx, rsrv *v, const char *name,
+                const char *version) {
+  return ping_ex(cctx, v, name, version, true);
 }
 
 static weft_tls_ctx *resume_client(int min, int max, int cache) {
@@ -1118,6 +1127,31 @@ static int m_resume_tls12(void *arg) {
   return 0;
 }
 static void test_resume_tls12(void) { RUN(m_resume_tls12); }
+
+/* A connection freed without a close_notify (as the HTTP client's pool
+ * frees one) does not spoil the session it brought for the next one. One
+ * ticket a connection. */
+static int m_resume_unclean(void *arg) {
+  (void)arg;
+  weft_tls_ctx *sctx = server_ctx("valid", NULL);
+  weft_tls_ctx *c13 = resume_client(0, 0, 0);
+  weft_tls_ctx *c12 = resume_client(0, WEFT_TLS_1_2, 0);
+  SSL_CTX_set_num_tickets(weft_tls_ctx_ssl_ctx(sctx), 1);
+  rsrv v;
+  rsrv_start(&v, sctx, 6);
+  T_EQ(ping_ex(c13, &v, "localhost", "TLSv1.3", false), 0);
+  T_EQ(ping_ex(c13, &v, "localhost", "TLSv1.3", false), 1);
+  T_EQ(ping_ex(c13, &v, "localhost", "TLSv1.3", false), 1);
+  T_EQ(ping_ex(c12, &v, "localhost", "TLSv1.2", false), 0);
+  T_EQ(ping_ex(c12, &v, "localhost", "TLSv1.2", false), 1);
+  T_EQ(ping_ex(c12, &v, "localhost", "TLSv1.2", false), 1);
+  rsrv_stop(&v);
+  weft_tls_ctx_free(c13);
+  weft_tls_ctx_free(c12);
+  weft_tls_ctx_free(sctx);
+  return 0;
+}
+static void test_resume_unclean(void) { RUN(m_resume_unclean); }
 
 /* A session is offered only to the name and port it came from. Both
  * listeners share one server context, which would accept the other's
@@ -1274,6 +1308,7 @@ static const t_case cases[] = {
     {"ctx_errors", test_ctx_errors},
     {"resume_tls13", test_resume_tls13},
     {"resume_tls12", test_resume_tls12},
+    {"resume_unclean", test_resume_unclean},
     {"resume_keys", test_resume_keys},
     {"resume_off", test_resume_off},
     {"resume_bound", test_resume_bound},
