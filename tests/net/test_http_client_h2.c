@@ -3,8 +3,11 @@
  * one connection, the server's stream limit honoured (requests wait for a
  * slot), bodies both ways, trailers, gzip, streams reset by an unread
  * response, a cancellation or a timeout while the connection goes on, a
- * server going away, and certificates that must fail verification. */
+ * server going away, certificates that must fail verification, and TLS
+ * sessions resumed by the pool's next connection to an origin. */
 #include "test_http_client_util.h"
+
+#include "http_int.h" /* a request's connection, for its TLS stream */
 
 static th_app app;
 static weft_http_server *srv;
@@ -38,6 +41,14 @@ static int h_flood(weft_http_request *r, void *arg) {
   return rc == 0 ? weft_http_end(r) : rc;
 }
 
+/* /resumed: whether this connection's handshake resumed a session, as the
+ * server saw it. */
+static int h_resumed(weft_http_request *r, void *arg) {
+  (void)arg;
+  bool yes = r->c->st != NULL && weft_stream_tls_resumed(r->c->st);
+  return weft_http_respond_text(r, 200, yes ? "resumed" : "full");
+}
+
 static weft_tls_ctx *server_tls(const char *name) {
   const char *d = th_certs();
   if (d == NULL)
@@ -58,6 +69,7 @@ static void up(weft_http_server_opts *o, bool tls) {
   th_app_init(&app);
   T_OK(weft_http_route(app.router, "GET", "/conc", h_conc, NULL));
   T_OK(weft_http_route(app.router, "GET", "/flood", h_flood, NULL));
+  T_OK(weft_http_route(app.router, "GET", "/resumed", h_resumed, NULL));
   srv = th_serve(&app, o, &port);
   snprintf(base, sizeof base, "%s://127.0.0.1:%d", tls ? "https" : "http",
            port);
@@ -290,6 +302,61 @@ static int t_tls(void *arg) {
   return 0;
 }
 
+/* Two requests over two connections of one session (the first closed by
+ * the pool's keep-alive timeout in between): the second handshake resumes
+ * the session the first got, over h2 and HTTP/1.1; not with a context of
+ * the caller's whose cache is off. */
+static int t_tls_resume(void *arg) {
+  (void)arg;
+  weft_tls_ctx *tls = server_tls("valid");
+  if (tls == NULL) {
+    fprintf(stderr, "  (openssl is missing: skipped)\n");
+    return 0;
+  }
+  weft_http_server_opts so = {.size = sizeof so, .tls = tls};
+  up(&so, true);
+  char ca[128], url[128], body[64];
+  snprintf(ca, sizeof ca, "%s/ca.pem", th_certs());
+  weft_tls_opts off = {.size = sizeof off,
+                       .ca_file = ca,
+                       .alpn = WEFT_HTTP_ALPN,
+                       .session_cache_size = -1};
+  weft_tls_ctx *cold = NULL;
+  T_OK(weft_tls_client_ctx_new(&cold, &off));
+  static const struct {
+    int h2, version;
+    bool cache;
+  } runs[] = {{0, 20, true}, {-1, 11, true}, {0, 20, false}};
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+    weft_http_session_opts o = {.size = sizeof o,
+                                .ca_file = ca,
+                                .h2 = runs[i].h2,
+                                .keepalive_timeout = 0.05,
+                                .tls = runs[i].cache ? NULL : cold};
+    weft_http_session *s;
+    T_OK(weft_http_session_new(&s, &o));
+    for (int k = 0; k < 2; k++) {
+      weft_http_response *r;
+      T_OK(weft_http_get(s, URL(url, "/resumed"), &r));
+      T_EQ(weft_http_response_version(r), runs[i].version);
+      const void *b;
+      size_t n;
+      T_OK(weft_http_response_body(r, &b, &n));
+      snprintf(body, sizeof body, "%.*s", (int)n, (const char *)b);
+      T_STREQ(body, k == 1 && runs[i].cache ? "resumed" : "full");
+      weft_http_response_free(r);
+      T_OK(weft_sleep(0.3)); /* past the keep-alive: the pool closes it */
+      T_EQ(hc_stats(s).open, 0);
+    }
+    T_EQ(hc_stats(s).connects, 2);
+    weft_http_session_free(s);
+  }
+  weft_tls_ctx_free(cold);
+  down();
+  weft_tls_ctx_free(tls);
+  return 0;
+}
+
 typedef struct cjob {
   weft_http_session *s;
   char url[128];
@@ -376,12 +443,14 @@ CASE(test_h2c_many, t_h2c_many)
 CASE(test_slots, t_slots)
 CASE(test_tls, t_tls)
 CASE(test_streams, t_streams)
+CASE(test_tls_resume, t_tls_resume)
 
 static void test_cleanup(void) { th_certs_cleanup(); }
 
 static const t_case cases[] = {
     {"h2c_many", test_h2c_many}, {"slots", test_slots},     {"tls", test_tls},
-    {"streams", test_streams},   {"cleanup", test_cleanup}, {NULL, NULL},
+    {"streams", test_streams},   {"tls_resume", test_tls_resume},
+    {"cleanup", test_cleanup},   {NULL, NULL},
 };
 
 T_MAIN("http-client-h2", cases)
