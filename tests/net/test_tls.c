@@ -1238,6 +1238,38 @@ static int m_resume_bound(void *arg) {
 }
 static void test_resume_bound(void) { RUN(m_resume_bound); }
 
+/* One client context and one server context shared by two worker loops
+ * (weft_run_workers), each connecting eight times to a server of its own
+ * while the other does the same: each keeps to its own server's sessions.
+ * Only a smoke test of the cache's lock: with the lock taken out, TSan
+ * sees no race here (OpenSSL's own locks order the two threads). */
+typedef struct rthreads {
+  weft_tls_ctx *sctx, *cctx;
+  int resumed[2];
+} rthreads;
+
+static int rthreads_main(void *arg) {
+  rthreads *r = arg;
+  int w = weft_worker_index();
+  rsrv v;
+  rsrv_start(&v, r->sctx, 8);
+  for (int i = 0; i < 8; i++)
+    if (ping(r->cctx, &v, "localhost", NULL) == 1)
+      r->resumed[w]++;
+  rsrv_stop(&v);
+  return 0;
+}
+
+static void test_resume_threads(void) {
+  rthreads r = {.sctx = server_ctx("valid", NULL),
+                .cctx = resume_client(0, 0, 0)};
+  T_OK(weft_run_workers(2, rthreads_main, &r));
+  T_EQ(r.resumed[0], 7);
+  T_EQ(r.resumed[1], 7);
+  weft_tls_ctx_free(r.cctx);
+  weft_tls_ctx_free(r.sctx);
+}
+
 /* ---- contexts ---- */
 
 static void test_ctx_errors(void) {
@@ -1312,6 +1344,7 @@ static const t_case cases[] = {
     {"resume_keys", test_resume_keys},
     {"resume_off", test_resume_off},
     {"resume_bound", test_resume_bound},
+    {"resume_threads", test_resume_threads},
     {NULL, NULL},
 };
 
