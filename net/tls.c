@@ -53,7 +53,7 @@
 #define SHUTDOWN_KEEP (256 * 1024)
 
 /* A session in a client context's cache. The session is the cache's own
- * copy, never one a live SSL uses (see sess_put). */
+ * copy, never one a live SSL uses (see on_new_session). */
 typedef struct sess_entry {
   char *key; /* peer_key() */
   SSL_SESSION *sess;
@@ -508,11 +508,14 @@ static SSL_SESSION *sess_take(weft_tls_ctx *c, const char *key) {
     sess_entry *e = &c->sess[i];
     if (strcmp(e->key, key) != 0)
       continue;
-    /* Going down, the entry moved into i was seen already. */
-    if (sess_expired(e->sess, now) && ndead < WEFT_TLS_SESSIONS_PER_PEER) {
-      dead[ndead++] = sess_remove(c, i);
-      if (best == c->nsess)
-        best = i; /* the best one was the last, and moved here */
+    if (sess_expired(e->sess, now)) {
+      /* Going down, the entry moved into i was seen already. A key holds
+       * at most WEFT_TLS_SESSIONS_PER_PEER, so `dead` has room. */
+      if (ndead < WEFT_TLS_SESSIONS_PER_PEER) {
+        dead[ndead++] = sess_remove(c, i);
+        if (best == c->nsess)
+          best = i; /* the best one was the last, and moved here */
+      }
       continue;
     }
     if (best == SIZE_MAX || e->stamp > c->sess[best].stamp)
