@@ -566,8 +566,8 @@ static void sess_put(weft_tls_ctx *c, const char *key, SSL_SESSION *x) {
     }
   }
   size_t at = mine >= WEFT_TLS_SESSIONS_PER_PEER ? old_mine
-              : c->nsess >= c->sess_max         ? old_all
-                                                : SIZE_MAX;
+              : c->nsess >= c->sess_max          ? old_all
+                                                 : SIZE_MAX;
   if (at != SIZE_MAX) {
     dead[ndead++] = c->sess[at].sess;
     weft__free(c->sess[at].key);
@@ -781,14 +781,13 @@ static int configure(SSL_CTX *x, weft_tls_ctx *c) {
              SSL_CTX_set_alpn_protos(x, c->alpn, (unsigned)c->alpn_len) != 0) {
     return WEFT_ENOMEM;
   }
-  if (!c->server) {
+  if (!c->server && c->sess_max > 0) {
     /* Our cache, not OpenSSL's (see the top of this file). */
-    SSL_CTX_set_session_cache_mode(
-        x, c->sess_max > 0
-               ? SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE
-               : SSL_SESS_CACHE_OFF);
-    if (c->sess_max > 0)
-      SSL_CTX_sess_set_new_cb(x, on_new_session);
+    long mode = SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE;
+    SSL_CTX_set_session_cache_mode(x, mode);
+    SSL_CTX_sess_set_new_cb(x, on_new_session);
+  } else if (!c->server) {
+    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
   }
   ERR_clear_error();
   return 0;
@@ -840,9 +839,8 @@ static int ctx_new(weft_tls_ctx **out, const weft_tls_opts *opts, bool server) {
   pthread_mutex_init(&c->lock, NULL);
   c->server = server;
   c->sess_max = server || o.session_cache_size < 0 ? 0
-                : o.session_cache_size == 0
-                    ? WEFT_TLS_SESSION_CACHE_DEFAULT
-                    : (size_t)o.session_cache_size;
+                : o.session_cache_size == 0 ? WEFT_TLS_SESSION_CACHE_DEFAULT
+                                            : (size_t)o.session_cache_size;
   c->insecure = o.insecure;
   c->verify_peer = o.verify_peer;
   c->min_version = minv;

@@ -149,7 +149,8 @@ static int server_main(void) {
 
 /* One connection; returns 1 when it resumed, 0 when not, or an error. */
 static int one(weft_tls_ctx *ctx, const weft_addr *a) {
-  weft_stream_opts o = {.size = sizeof o, .tls = ctx, .server_name = "localhost"};
+  weft_stream_opts o = {
+      .size = sizeof o, .tls = ctx, .server_name = "localhost"};
   weft_stream *s = NULL;
   int rc = weft_stream_connect_addr(&s, a, &o);
   if (rc != 0)
@@ -226,9 +227,10 @@ int main(int argc, char **argv) {
   static const char *const side[] = {"client", "server"};
   for (int v = 0; v < 2; v++) {
     if (resumed[2 * v] != 0 || resumed[2 * v + 1] != n_conns)
-      fprintf(stderr, "tls1%d: resumed %d of %d without the cache, %d of %d "
-                      "with it\n", 3 - v, resumed[2 * v], n_conns,
-              resumed[2 * v + 1], n_conns);
+      fprintf(stderr,
+              "tls1%d: resumed %d of %d without the cache, %d of %d "
+              "with it\n",
+              3 - v, resumed[2 * v], n_conns, resumed[2 * v + 1], n_conns);
     for (int k = 0; k < 2; k++) {
       double full = cpu[2 * v][k] / n_conns * 1e6;
       double res = cpu[2 * v + 1][k] / n_conns * 1e6;

@@ -448,9 +448,13 @@ CASE(test_tls_resume, t_tls_resume)
 static void test_cleanup(void) { th_certs_cleanup(); }
 
 static const t_case cases[] = {
-    {"h2c_many", test_h2c_many}, {"slots", test_slots},     {"tls", test_tls},
-    {"streams", test_streams},   {"tls_resume", test_tls_resume},
-    {"cleanup", test_cleanup},   {NULL, NULL},
+    {"h2c_many", test_h2c_many},
+    {"slots", test_slots},
+    {"tls", test_tls},
+    {"streams", test_streams},
+    {"tls_resume", test_tls_resume},
+    {"cleanup", test_cleanup},
+    {NULL, NULL},
 };
 
 T_MAIN("http-client-h2", cases)

@@ -1165,10 +1165,10 @@ static int m_resume_keys(void *arg) {
   rsrv_start(&a, sctx, 4);
   rsrv_start(&b, sctx, 2);
   T_EQ(ping(cctx, &a, "localhost", "TLSv1.3"), 0);
-  T_EQ(ping(cctx, &b, "localhost", NULL), 0);  /* another port */
-  T_EQ(ping(cctx, &a, "127.0.0.1", NULL), 0);  /* another name */
-  T_EQ(ping(cctx, &a, NULL, NULL), 0);         /* no name: by address */
-  T_EQ(ping(cctx, &a, "localhost", NULL), 1);  /* the first key's turn */
+  T_EQ(ping(cctx, &b, "localhost", NULL), 0); /* another port */
+  T_EQ(ping(cctx, &a, "127.0.0.1", NULL), 0); /* another name */
+  T_EQ(ping(cctx, &a, NULL, NULL), 0);        /* no name: by address */
+  T_EQ(ping(cctx, &a, "localhost", NULL), 1); /* the first key's turn */
   T_EQ(ping(cctx, &b, "localhost", NULL), 1);
   rsrv_stop(&a);
   rsrv_stop(&b);
