@@ -114,10 +114,19 @@ typedef struct mc_free {
 typedef struct mem_cache {
   weft__loop_slot slot;
   mc_free *free[MC_CLASSES];
-  unsigned n[MC_CLASSES];
+  /* Blocks kept of each class; MC_BIG's stays at MC_KEEP, so that a free
+   * needs no test of the class before the count. */
+  unsigned n[MC_CLASSES + 1];
 } mem_cache;
 
 static const char mc_key = 0;
+
+/* The cache of a session that keeps nothing (no loop, ASan, no memory):
+ * its lists empty, its counts full, so the hooks never write to it and
+ * need no test for it. */
+static const mem_cache mc_none = {
+    .n = {[0 ... MC_CLASSES] = MC_KEEP},
+};
 
 static void mc_fini(weft__loop_slot *slot) {
   mem_cache *mc = weft__container_of(slot, mem_cache, slot);
@@ -131,47 +140,48 @@ static void mc_fini(weft__loop_slot *slot) {
   weft__free(mc);
 }
 
-/* The cache of the calling thread's loop, made on first use; NULL when
+/* The cache of the calling thread's loop, made on first use; mc_none when
  * there is none (no loop, ASan, no memory: blocks then go straight back). */
 static mem_cache *mc_get(void) {
   weft_loop *loop = weft__loop();
   if (!MC_ON || loop == NULL)
-    return NULL;
+    return (mem_cache *)&mc_none;
   weft__loop_slot *s = weft__loop_slot_get(loop, &mc_key);
   if (s != NULL)
     return weft__container_of(s, mem_cache, slot);
   mem_cache *mc = weft__calloc(1, sizeof *mc);
   if (mc == NULL)
-    return NULL;
+    return (mem_cache *)&mc_none;
+  mc->n[MC_BIG] = MC_KEEP;
   mc->slot.key = &mc_key;
   mc->slot.fini = mc_fini;
   weft__loop_slot_add(loop, &mc->slot);
   return mc;
 }
 
+/* A new block: of class c (< MC_CLASSES), or a big one of n bytes. Out of
+ * the hooks' way: the cache serves most. */
+static __attribute__((noinline)) void *mc_new(size_t c, size_t n) {
+  size_t size = c < MC_CLASSES ? (c + 1) * MC_STEP : n;
+  mc_hdr *h = weft__malloc(MC_HDR + size);
+  if (h == NULL)
+    return NULL;
+  h->cls = c < MC_CLASSES ? c : MC_BIG;
+  h->size = size;
+  return (char *)h + MC_HDR;
+}
+
 static void *m_malloc(size_t n, void *ud) {
   mem_cache *mc = ud;
   /* n - 1 wraps for 0: a block of its own, as a big one. */
   size_t c = (n - 1) / MC_STEP;
-  if (c < MC_CLASSES) {
-    mc_free *f;
-    if (mc != NULL && (f = mc->free[c]) != NULL) {
-      mc->free[c] = f->next;
-      mc->n[c]--;
-      return f;
-    }
-    mc_hdr *h = weft__malloc(MC_HDR + (c + 1) * MC_STEP);
-    if (h == NULL)
-      return NULL;
-    h->cls = c;
-    return (char *)h + MC_HDR;
+  mc_free *f;
+  if (c < MC_CLASSES && (f = mc->free[c]) != NULL) {
+    mc->free[c] = f->next;
+    mc->n[c]--;
+    return f;
   }
-  mc_hdr *h = weft__malloc(MC_HDR + n);
-  if (h == NULL)
-    return NULL;
-  h->cls = MC_BIG;
-  h->size = n;
-  return (char *)h + MC_HDR;
+  return mc_new(c, n);
 }
 
 static void m_free(void *p, void *ud) {
@@ -180,7 +190,7 @@ static void m_free(void *p, void *ud) {
     return;
   mc_hdr *h = (mc_hdr *)((char *)p - MC_HDR);
   size_t c = h->cls;
-  if (mc != NULL && c < MC_CLASSES && mc->n[c] < MC_KEEP) {
+  if (mc->n[c] < MC_KEEP) {
     mc_free *f = p;
     f->next = mc->free[c];
     mc->free[c] = f;
