@@ -331,7 +331,13 @@ enum {
   F_PSEUDO, /* another pseudo-header field (a client's: ignored) */
   F_LENGTH, /* content-length */
   F_HOST,
-  F_EXPECT
+  F_EXPECT,
+  /* The commonest pseudo-header values, checked and stored without a copy
+   * or a second compare: */
+  F_GET,  /* :method GET */
+  F_ROOT, /* :path / */
+  F_HTTP, /* :scheme http */
+  F_HTTPS /* :scheme https */
 };
 
 /* Byte classes, one table. */
@@ -460,7 +466,13 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
     switch (nl) {
     case 5:
       if (is(n, nl, ":path")) {
-        if (!once(h, RQ_PATH, vl) || !all(v, vl, C_PATH))
+        if (!once(h, RQ_PATH, vl))
+          return F_BAD;
+        if (vl == 1 && v[0] == '/') {
+          h->hb_seen |= RQ_PATH_SLASH;
+          return F_ROOT;
+        }
+        if (!all(v, vl, C_PATH))
           return F_BAD;
         if (v[0] == '/')
           h->hb_seen |= RQ_PATH_SLASH;
@@ -471,19 +483,26 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
       break;
     case 7:
       if (is(n, nl, ":method")) {
-        if (!once(h, RQ_METHOD, vl) || !all(v, vl, C_TCHAR) ||
-            is(v, vl, "CONNECT"))
+        if (!once(h, RQ_METHOD, vl))
+          return F_BAD;
+        if (is(v, vl, "GET"))
+          return F_GET;
+        if (!all(v, vl, C_TCHAR) || is(v, vl, "CONNECT"))
           return F_BAD;
         if (is(v, vl, "OPTIONS"))
           h->hb_seen |= RQ_OPTIONS;
         return F_METHOD;
       }
       if (is(n, nl, ":scheme")) {
-        if (!once(h, RQ_SCHEME, vl) || !(cls[v[0]] & C_ALPHA) ||
-            !all(v, vl, C_SCHEME))
+        if (!once(h, RQ_SCHEME, vl))
           return F_BAD;
-        if (is(v, vl, "http") || is(v, vl, "https") ||
-            (vl == 4 && weft__http_ieq((const char *)v, "http", 4)) ||
+        if (is(v, vl, "http") || is(v, vl, "https")) {
+          h->hb_seen |= RQ_HTTP;
+          return vl == 4 ? F_HTTP : F_HTTPS;
+        }
+        if (!(cls[v[0]] & C_ALPHA) || !all(v, vl, C_SCHEME))
+          return F_BAD;
+        if ((vl == 4 && weft__http_ieq((const char *)v, "http", 4)) ||
             (vl == 5 && weft__http_ieq((const char *)v, "https", 5)))
           h->hb_seen |= RQ_HTTP;
         return F_SCHEME;
@@ -582,18 +601,14 @@ static void bad_request(weft__h2 *h, int32_t sid) {
   (void)weft__h2_glitch(h);
 }
 
-/* The common methods and schemes as literals: no copy for them. */
+/* The other common methods as literals: no copy for them (GET, http and
+ * https have their own kinds). */
 static const char *common(const char *v, size_t vl) {
   switch (vl) {
   case 3:
-    return is(v, vl, "GET") ? "GET" : is(v, vl, "PUT") ? "PUT" : NULL;
+    return is(v, vl, "PUT") ? "PUT" : NULL;
   case 4:
-    return is(v, vl, "http")   ? "http"
-           : is(v, vl, "POST") ? "POST"
-           : is(v, vl, "HEAD") ? "HEAD"
-                               : NULL;
-  case 5:
-    return is(v, vl, "https") ? "https" : NULL;
+    return is(v, vl, "POST") ? "POST" : is(v, vl, "HEAD") ? "HEAD" : NULL;
   default:
     return NULL;
   }
@@ -629,6 +644,19 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
   const char *n = (const char *)name, *v = (const char *)value;
   char *copy;
   switch (kind) {
+  case F_GET:
+    m->method = "GET";
+    return 0;
+  case F_ROOT:
+    m->target = m->path = "/";
+    m->query = "";
+    return 0;
+  case F_HTTP:
+    m->scheme = "http";
+    return 0;
+  case F_HTTPS:
+    m->scheme = "https";
+    return 0;
   case F_PATH:
     return weft__http_msg_set_target(m, v, vl) == 0
                ? 0
