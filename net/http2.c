@@ -1049,10 +1049,12 @@ static size_t first_upper(const char *n, size_t l) {
  * the names it copies (documented for nghttp2_submit_*). With `keep`, it is
  * told not to copy them (they live as long as the message); a name with
  * upper case in it is still left to nghttp2 to copy, and so to lower-case.
- * Returns the list or NULL. */
+ * Returns the list or NULL. Inline: its one caller a response is
+ * weft__h2_submit. */
 #define NV_STACK 32
-static nghttp2_nv *make_nv(const weft__http_hdrs *hd, size_t extra,
-                           size_t *count, nghttp2_nv *stack, bool keep) {
+static inline __attribute__((always_inline)) nghttp2_nv *
+make_nv(const weft__http_hdrs *hd, size_t extra, size_t *count,
+        nghttp2_nv *stack, bool keep) {
   nghttp2_nv *nv = stack;
   if (hd->n + extra > NV_STACK) {
     nv = weft__malloc((hd->n + extra) * sizeof *nv);
@@ -1159,11 +1161,17 @@ int32_t weft__h2_submit(weft__h2 *h, int32_t sid, weft__http_msg *m, bool body,
   return rc;
 }
 
+/* make_nv out of line, for trailers (rare). */
+static __attribute__((noinline)) nghttp2_nv *
+make_trailer_nv(const weft__http_hdrs *t, size_t *count, nghttp2_nv *stack) {
+  return make_nv(t, 0, count, stack, false);
+}
+
 int weft__h2_submit_trailers(weft__h2 *h, int32_t sid,
                              const weft__http_hdrs *t) {
   size_t n;
   nghttp2_nv room[NV_STACK];
-  nghttp2_nv *nv = make_nv(t, 0, &n, room, false);
+  nghttp2_nv *nv = make_trailer_nv(t, &n, room);
   if (nv == NULL)
     return WEFT_ENOMEM;
   int rc = nghttp2_submit_trailer(h->s, sid, nv, n);
