@@ -105,6 +105,11 @@ ssize_t weft__h2_send(weft__h2 *h, const uint8_t **data);
  * error (from the session or the stream) when the connection must close. */
 struct weft_stream;
 int weft__h2_send_to(weft__h2 *h, struct weft_stream *st, size_t high);
+/* weft__h2_send_to that also sets *idle when it stopped because the
+ * session had nothing more to send (not at `high`): until more input, a
+ * call, or a write of the owner's, asking again finds nothing. */
+int weft__h2_send_idle(weft__h2 *h, struct weft_stream *st, size_t high,
+                       bool *idle);
 
 /* True while the session wants to read / has frames to write; when
  * neither, the connection can close. */

@@ -16,6 +16,11 @@
 static __thread uint8_t batch[BATCH];
 
 int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
+  return weft__h2_send_idle(h, st, high, NULL);
+}
+
+int weft__h2_send_idle(weft__h2 *h, weft_stream *st, size_t high,
+                       bool *idle) {
   /* The thread's buffer, looked up once: in a shared library each lookup
    * is a call (__tls_get_addr), which the compiler would otherwise repeat
    * for every frame rather than keep the address; the empty asm hides
@@ -33,8 +38,11 @@ int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
     ssize_t n = weft__h2_send(h, &data);
     if (n < 0)
       return (int)n;
-    if (n == 0)
+    if (n == 0) {
+      if (idle != NULL)
+        *idle = true;
       break;
+    }
     if (used + (size_t)n > BATCH) {
       struct iovec iov = {b, used};
       int rc = used ? weft_stream_try_writev(st, &iov, 1) : 0;

@@ -79,8 +79,8 @@ static void mark_dirty(h2state *h) {
     event_active(s->flush_ev, 0, 0);
 }
 
-static int send_frames(h2state *h) {
-  return weft__h2_send_to(h->sess, h->c->st, CONN_OUT_HIGH);
+static int send_frames(h2state *h, bool *idle) {
+  return weft__h2_send_idle(h->sess, h->c->st, CONN_OUT_HIGH, idle);
 }
 
 void weft__h2_flush_dirty(evutil_socket_t fd, short what, void *arg) {
@@ -367,12 +367,16 @@ static void pump(hconn *c) {
   h2state *h = c->h2;
   weft_http_server *s = c->srv;
   int rc = 0;
+  /* The session said it had nothing more to send after the last input,
+   * and nothing has come since: asking it again would cost a call. */
+  bool idle = false;
   if (h->failed)
     goto out;
   while (weft__stream_wqueued(c->st) < CONN_OUT_HIGH) {
     ssize_t n = weft_stream_try_read(c->st, scratch, sizeof scratch);
     if (n == WEFT_EAGAIN)
       break;
+    idle = false;
     if (n <= 0) {
       finish(c); /* the client is gone */
       return;
@@ -394,13 +398,13 @@ static void pump(hconn *c) {
       break;
     }
     /* Answer as we go: a flood of PINGs must not pile up ACKs. */
-    if ((rc = send_frames(h)) != 0) {
+    if ((rc = send_frames(h, &idle)) != 0) {
       finish(c);
       return;
     }
   }
 out:
-  if ((rc = send_frames(h)) != 0) {
+  if (!idle && (rc = send_frames(h, NULL)) != 0) {
     finish(c);
     return;
   }
