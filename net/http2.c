@@ -735,8 +735,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f,
       return 0;
     }
     h->hb_msg = NULL;
-    if (h->ev.head(h->owner, ud, h->hb_trailers, end, h->hb_too_big) != 0)
+    int rc = h->ev.head(h->owner, ud, h->hb_trailers, end, h->hb_too_big);
+    if (rc < 0)
       return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (rc > 0)
+      return 0; /* the end went with the head */
     break;
   case NGHTTP2_DATA:
     break;

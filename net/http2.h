@@ -54,7 +54,9 @@ typedef struct weft__h2_events {
   void *(*begin)(void *owner, int32_t sid, void *ud, weft__http_msg **msg);
   /* A head is complete in the stream's message. `too_big` says a limit
    * (header bytes or count) was passed: the fields past it were dropped.
-   * `trailers`: this head was trailers. `end`: no body follows. */
+   * `trailers`: this head was trailers. `end`: no body follows. Returns 1
+   * when, with `end`, it took the stream's end as well: no `end` event
+   * follows then. */
   int (*head)(void *owner, void *ud, bool trailers, bool end, bool too_big);
   /* Body bytes. The application consumes them (weft__h2_consume) as it
    * reads them: until then they hold the flow-control window. */

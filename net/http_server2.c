@@ -226,10 +226,14 @@ static int ev_head(void *owner, void *ud, bool trailers, bool end,
   h2state *h = owner;
   h2stream *st = ud;
   weft_http_server *s = h->c->srv;
-  (void)end;
   if (trailers || st->started)
     return 0;
   st->started = true;
+  /* A request without a body ends here: ev_end would only repeat in_end
+   * (the session has checked that such a head promises no body), so the
+   * end goes with the head (1). A request answered or reset below ends
+   * as it may. */
+  int ret = end ? 1 : 0;
   if (too_big) {
     /* Answered by the server: 431, no handler. */
     s->stats.bad_requests++;
@@ -239,25 +243,25 @@ static int ev_head(void *owner, void *ud, bool trailers, bool end,
     st->out_end = true;
     (void)weft__h2_submit(h->sess, st->r->sid, &st->r->res, false, st);
     st->r->rstate = RS_ENDED;
-    return 0;
+    return ret;
   }
   if (st->r->req.method == NULL || st->r->req.path == NULL) {
     weft__h2_reset(h->sess, st->r->sid, NGHTTP2_PROTOCOL_ERROR);
-    return 0;
+    return ret;
   }
   if (end)
     st->in_end = true; /* no body: the handler need not wait for ev_end */
   if (weft__http_spawn(s, stream_task, st, &st->task) != 0) {
     st->task = NULL;
     weft__h2_reset(h->sess, st->r->sid, NGHTTP2_INTERNAL_ERROR);
-    return 0;
+    return ret;
   }
   /* The handler runs now, while the request is in the cache (the caller,
    * pump, holds a reference on the connection). A handler that closed the
    * connection (freeing the server) stops the session's input here. */
   if (weft__task_run_now(st->task) && h->c->kind != HC_H2)
     return WEFT_ECANCELED;
-  return 0;
+  return ret;
 }
 
 static int ev_data(void *owner, void *ud, const uint8_t *p, size_t n) {
