@@ -430,7 +430,9 @@ static inline bool ctl8(const uint8_t *p) {
 static bool value_ok(const uint8_t *v, size_t n) {
   if (n == 0)
     return true;
-  if (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
+  /* No white space at either end: both are of C_PATH, which is C_VALUE
+   * but SP and HTAB (a control byte there is refused a little early). */
+  if (!(cls[v[0]] & cls[v[n - 1]] & C_PATH))
     return false;
   if (n < 8)
     return all(v, n, C_VALUE);
