@@ -668,7 +668,8 @@ on_field(weft__h2 *h, const nghttp2_frame *f, const uint8_t *name, size_t nl,
   case F_METHOD:
   case F_AUTHORITY:
   case F_SCHEME:
-    if ((copy = (char *)common(v, vl)) == NULL &&
+    /* An authority is never one of the literals: no look for it. */
+    if ((kind == F_AUTHORITY || (copy = (char *)common(v, vl)) == NULL) &&
         (copy = weft__arena_strndup(&m->arena, v, vl)) == NULL)
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     if (kind == F_METHOD)
