@@ -102,7 +102,7 @@ void weft__h2_flush_dirty(evutil_socket_t fd, short what, void *arg) {
 #define H2S_CACHE 1024
 #define H2S_BUF_KEEP (16 * 1024)
 
-static h2stream *stream_alloc(weft_http_server *s) {
+static inline h2stream *stream_alloc(weft_http_server *s) {
   h2stream *st = s->free_h2s;
   if (st == NULL)
     return weft__calloc(1, sizeof *st);
