@@ -19,8 +19,7 @@ int weft__h2_send_to(weft__h2 *h, weft_stream *st, size_t high) {
   return weft__h2_send_idle(h, st, high, NULL);
 }
 
-int weft__h2_send_idle(weft__h2 *h, weft_stream *st, size_t high,
-                       bool *idle) {
+int weft__h2_send_idle(weft__h2 *h, weft_stream *st, size_t high, bool *idle) {
   /* The thread's buffer, looked up once: in a shared library each lookup
    * is a call (__tls_get_addr), which the compiler would otherwise repeat
    * for every frame rather than keep the address; the empty asm hides
