@@ -408,7 +408,7 @@ static void pump(hconn *c) {
     }
   }
 out:
-  if (!idle && (rc = send_frames(h, NULL)) != 0) {
+  if (!idle && (rc = send_frames(h, &idle)) != 0) {
     finish(c);
     return;
   }
@@ -434,7 +434,10 @@ out:
   int want = WEFT_STREAM_DRAINED;
   if (weft__stream_wqueued(c->st) < CONN_OUT_HIGH)
     want |= WEFT_STREAM_READABLE;
-  if (weft__stream_wqueued(c->st) == 0 && !weft__h2_want_write(h->sess))
+  /* Nothing queued and nothing more to send (the session said so just
+   * now, or says so when asked): no DRAINED, which would fire at once. */
+  if (weft__stream_wqueued(c->st) == 0 &&
+      (idle || !weft__h2_want_write(h->sess)))
     want &= ~WEFT_STREAM_DRAINED;
   if (weft_stream_notify(c->st, want, on_io, c) != 0)
     finish(c);
