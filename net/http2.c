@@ -1019,6 +1019,10 @@ ssize_t weft__h2_send(weft__h2 *h, const uint8_t **data) {
   return n;
 }
 
+nghttp2_session *weft__h2_session(weft__h2 *h) { return h->s; }
+
+int weft__h2_send_failed(weft__h2 *h, ssize_t rc) { return map_err(h, rc); }
+
 bool weft__h2_want_read(const weft__h2 *h) {
   return nghttp2_session_want_read(h->s) != 0;
 }

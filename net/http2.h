@@ -100,6 +100,12 @@ int weft__h2_recv(weft__h2 *h, const uint8_t *data, size_t len);
  * next call on it). Returns their count (0: nothing to send now), or a
  * negative code as weft__h2_recv. */
 ssize_t weft__h2_send(weft__h2 *h, const uint8_t **data);
+/* weft__h2_send in two halves, for the driver glue's loop (http2_io.c),
+ * which calls nghttp2_session_mem_send on the session itself (a call less
+ * a frame) and hands a negative result to weft__h2_send_failed, which maps
+ * it as weft__h2_send does. */
+nghttp2_session *weft__h2_session(weft__h2 *h);
+int weft__h2_send_failed(weft__h2 *h, ssize_t rc);
 
 /* Driver glue (http2_io.c), the one place a session meets a stream: hands
  * what the session has to send to `st` in batches, until nothing is left or

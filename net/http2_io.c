@@ -27,6 +27,7 @@ int weft__h2_send_idle(weft__h2 *h, weft_stream *st, size_t high, bool *idle) {
   uint8_t *b = batch;
   __asm__("" : "+r"(b));
   size_t used = 0;
+  nghttp2_session *s = weft__h2_session(h);
   /* What the stream holds changes only when this writes to it: asked
    * again after each write, not before each frame. */
   size_t queued = weft__stream_wqueued(st);
@@ -34,9 +35,9 @@ int weft__h2_send_idle(weft__h2 *h, weft_stream *st, size_t high, bool *idle) {
     if (queued + used >= high)
       break; /* the peer is slow: the driver waits for DRAINED */
     const uint8_t *data;
-    ssize_t n = weft__h2_send(h, &data);
+    ssize_t n = nghttp2_session_mem_send(s, &data);
     if (n < 0)
-      return (int)n;
+      return weft__h2_send_failed(h, n);
     if (n == 0) {
       if (idle != NULL)
         *idle = true;
