@@ -79,11 +79,15 @@ void weft__http_msg_init(weft__http_msg *m, int kind,
   weft__arena_init(&m->arena, inline_blk);
 }
 
-void weft__http_msg_reset(weft__http_msg *m) {
-  weft__arena_reset(&m->arena);
+void weft__http_msg_clear(weft__http_msg *m) {
   msg_clear(m, m->kind);
   m->hdrs.n = 0;
   m->trailers.n = 0;
+}
+
+void weft__http_msg_reset(weft__http_msg *m) {
+  weft__arena_reset(&m->arena);
+  weft__http_msg_clear(m);
 }
 
 void weft__http_msg_fini(weft__http_msg *m) {

@@ -101,6 +101,9 @@ void weft__http_msg_init(weft__http_msg *m, int kind,
 /* Empties it for the next message (keeps the inline block and the header
  * arrays' memory). */
 void weft__http_msg_reset(weft__http_msg *m);
+/* weft__http_msg_reset for a message whose arena is empty already: the
+ * fields alone. */
+void weft__http_msg_clear(weft__http_msg *m);
 void weft__http_msg_fini(weft__http_msg *m);
 
 /* Appends a field (copied into the arena). Returns 0 or WEFT_ENOMEM. */

@@ -459,8 +459,8 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
     r = (weft_http_request *)n;
     /* weft__req_put emptied its arenas (the inline blocks, their caps set)
      * and freed its body copy: the messages need only their fields. */
-    weft__http_msg_reset(&r->req);
-    weft__http_msg_reset(&r->res);
+    weft__http_msg_clear(&r->req);
+    weft__http_msg_clear(&r->res);
   } else {
     r = weft__malloc(sizeof *r);
     if (r == NULL)
