@@ -37,9 +37,23 @@ done
 $load "http://127.0.0.1:$port/" >/dev/null
 kill -INT $pid
 wait $pid || true
-callgrind_annotate --threshold=100 "$out" 2>/dev/null |
-  grep -E '^ *[0-9,]+ \(' | sed 's/.*\[\(.*\)\]$/\1 &/' |
-  awk '{o = $1; v = $2; gsub(",", "", v); tot[o] += v; all += v}
-       END {printf "%8.0f instructions/request in all\n", all / 100000
+# A function's cost lines from an inlined header come without an object
+# name ("net/http_msg.h:start"): they are the object's that holds the
+# function they were inlined into, found by its name among the lines that
+# have one.
+callgrind_annotate --auto=no --threshold=100 "$out" 2>/dev/null |
+  grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' |
+  awk '{v = $1; gsub(",", "", v); l = $0; sub(/^[^)]*\) +/, "", l)
+        o = ""
+        if (match(l, / \[.*\]$/)) {
+          o = substr(l, RSTART + 2, RLENGTH - 3); l = substr(l, 1, RSTART - 1)
+        }
+        f = l; sub(/^.*:/, "", f)
+        if (o != "") obj[f] = o
+        n++; val[n] = v; fn[n] = f; ob[n] = o}
+       END {for (i = 1; i <= n; i++) {
+              o = ob[i] != "" ? ob[i] : (fn[i] in obj ? obj[fn[i]] : "?")
+              tot[o] += val[i]; all += val[i]}
+            printf "%8.0f instructions/request in all\n", all / 100000
             for (o in tot) if (tot[o] > 100000) printf "%8.0f %s\n", tot[o] / 100000, o}' |
   sort -rn
