@@ -653,6 +653,7 @@ on_field(weft__h2 *h, const nghttp2_frame *f, const uint8_t *name, size_t nl,
     return 0;
   case F_ROOT:
     m->target = m->path = "/";
+    m->path_len = 1;
     m->query = "";
     return 0;
   case F_HTTP:

@@ -63,6 +63,7 @@ static void msg_clear(weft__http_msg *m, int kind) {
   m->kind = (uint8_t)kind;
   m->version = 11;
   m->method = m->target = m->path = m->scheme = NULL;
+  m->path_len = 0;
   m->query = "";
   m->authority = "";
   m->status = 0;
@@ -183,6 +184,7 @@ int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n) {
   m->target = target;
   if (q == NULL) {
     m->path = target;
+    m->path_len = n;
     m->query = "";
     return 0;
   }
@@ -190,6 +192,7 @@ int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n) {
   memcpy(path, t, pl);
   path[pl] = '\0';
   m->path = path;
+  m->path_len = pl;
   m->query = target + pl + 1;
   return 0;
 }

@@ -79,6 +79,7 @@ typedef struct weft__http_msg {
   const char *method; /* "GET" */
   const char *target; /* as sent */
   const char *path;   /* target up to '?' */
+  size_t path_len;    /* strlen(path) */
   const char *query;  /* after '?', or "" */
   const char *authority;
   const char *scheme; /* HTTP/2 :scheme, or NULL */

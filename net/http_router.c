@@ -4,8 +4,11 @@
  * Routes are kept in a list and every request is matched against all of
  * them, segment by segment, without allocating; among the routes that
  * match, the one with literal segments where the others have parameters
- * wins (compared left to right), then the earliest. A few dozen routes cost
- * well under a microsecond; a server with thousands would want a trie.
+ * wins (compared left to right), then the earliest. A pattern of literal
+ * segments alone matches exactly the paths equal to its text, so it is
+ * tested by length and bytes, and ranks above any other route that matches
+ * the same path. A few dozen routes cost well under a microsecond; a
+ * server with thousands would want a trie.
  */
 #include <string.h>
 
@@ -26,6 +29,9 @@ typedef struct route {
   seg *segs;
   size_t nsegs;
   size_t nparams; /* segments that are not literal */
+  size_t tlen;    /* strlen(text) */
+  bool any;       /* method "*" */
+  bool get;       /* method "GET": serves HEAD too */
   weft_http_handler fn;
   void *arg;
 } route;
@@ -133,6 +139,9 @@ int weft_http_route(weft_http_router *r, const char *method,
     route_free(&rt);
     return rc;
   }
+  rt.tlen = strlen(rt.text);
+  rt.any = strcmp(method, "*") == 0;
+  rt.get = strcmp(method, "GET") == 0;
   rt.fn = fn;
   rt.arg = arg;
   r->v[r->n++] = rt;
@@ -185,23 +194,41 @@ static bool match(const route *rt, const char *path, uint8_t *kinds,
   return s == NULL;
 }
 
-/* strcmp(a, b) == 0, without the call when the first bytes differ. */
+/* strcmp(a, b) == 0 for the short strings methods are, without a call. */
 static inline bool same(const char *a, const char *b) {
-  return a[0] == b[0] && (a[0] == '\0' || strcmp(a + 1, b + 1) == 0);
+  for (; *a == *b; a++, b++)
+    if (*a == '\0')
+      return true;
+  return false;
 }
 
 static bool method_ok(const route *rt, const char *m) {
-  return (rt->method[0] == '*' && rt->method[1] == '\0') ||
-         same(rt->method, m) || (same(m, "HEAD") && same(rt->method, "GET"));
+  return rt->any || same(rt->method, m) || (rt->get && same(m, "HEAD"));
 }
 
-/* True when a's segment kinds beat b's (left to right). */
-static bool better(const uint8_t *a, size_t na, const uint8_t *b, size_t nb) {
-  size_t n = na < nb ? na : nb;
+/* Does rt match the path? kinds[] gets the segment kinds of a route with
+ * parameters (for ranking); an all-literal route matches its text alone. */
+static bool matches(const route *rt, const weft_http_request *req,
+                    uint8_t *kinds) {
+  if (rt->nparams == 0)
+    return req->req.path_len == rt->tlen &&
+           memcmp(req->req.path, rt->text, rt->tlen) == 0;
+  return rt->nsegs <= 64 && match(rt, req->req.path, kinds, NULL);
+}
+
+/* Above 0 when a (segment kinds ka) beats b (kb), below 0 when b beats a,
+ * 0 for a tie. Both match the same path, so two all-literal routes have
+ * the same segments, and an all-literal route beats one with parameters
+ * (its first parameter faces a literal). */
+static int rank(const route *a, const uint8_t *ka, const route *b,
+                const uint8_t *kb) {
+  if (a->nparams == 0 || b->nparams == 0)
+    return (a->nparams == 0) - (b->nparams == 0);
+  size_t n = a->nsegs < b->nsegs ? a->nsegs : b->nsegs;
   for (size_t i = 0; i < n; i++)
-    if (a[i] != b[i])
-      return a[i] > b[i];
-  return na > nb;
+    if (ka[i] != kb[i])
+      return ka[i] > kb[i] ? 1 : -1;
+  return (a->nsegs > b->nsegs) - (a->nsegs < b->nsegs);
 }
 
 int weft_http_router_handler(weft_http_request *req, void *router) {
@@ -216,17 +243,14 @@ int weft_http_router_handler(weft_http_request *req, void *router) {
   bool path_known = false;
   for (size_t i = 0; i < r->n; i++) {
     const route *rt = &r->v[i];
-    if (rt->nsegs > sizeof kinds[0])
-      continue;
-    if (!match(rt, path, k, NULL))
+    if (!matches(rt, req, k))
       continue;
     path_known = true;
     if (!method_ok(rt, m))
       continue;
     /* An exact HEAD route beats GET's. */
-    if (best == NULL || better(k, rt->nsegs, bk, best->nsegs) ||
-        (!better(bk, best->nsegs, k, rt->nsegs) && !same(best->method, m) &&
-         same(rt->method, m))) {
+    int c = best == NULL ? 1 : rank(rt, k, best, bk);
+    if (c > 0 || (c == 0 && !same(best->method, m) && same(rt->method, m))) {
       best = rt;
       uint8_t *t = bk;
       bk = k;
@@ -245,7 +269,7 @@ int weft_http_router_handler(weft_http_request *req, void *router) {
     bool get = false;
     for (size_t i = 0; i < r->n; i++) {
       const route *rt = &r->v[i];
-      if (rt->nsegs > sizeof kinds[0] || !match(rt, path, k, NULL))
+      if (!matches(rt, req, k))
         continue;
       if (strstr(allow, rt->method) != NULL && len > 0)
         continue;
