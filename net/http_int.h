@@ -113,6 +113,7 @@ struct weft_http_server {
   void *arg;
   weft_http_server_opts o; /* defaults filled in */
   char *metrics_path;
+  size_t metrics_len; /* strlen(metrics_path) */
   weft__h1_limits h1lim;
   weft__h1 h1proto; /* a fresh request parser, copied by weft__h1_reuse */
   weft__h2_limits h2lim;
@@ -161,9 +162,6 @@ void weft__req_done(weft_http_request *r);
 /* Spawns a task for fn(arg) with the server's stack size. */
 int weft__http_spawn(weft_http_server *s, weft_task_fn fn, void *arg,
                      weft_task **out);
-/* Does the server answer this path itself (metrics)? */
-bool weft__http_is_metrics(const weft_http_server *s,
-                           const weft_http_request *r);
 
 /* ---- the drivers ---- */
 
