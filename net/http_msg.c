@@ -239,9 +239,7 @@ bool weft__http_value_ok(const char *s, size_t n) {
 
 /* ---- byte buffers ---- */
 
-int weft__hbuf_reserve(weft__hbuf *b, size_t n) {
-  if (b->cap - b->len >= n)
-    return 0;
+int weft__hbuf_grow(weft__hbuf *b, size_t n) {
   size_t cap = b->cap ? b->cap : 512;
   while (cap - b->len < n) {
     if (cap > SIZE_MAX / 2)

@@ -158,8 +158,13 @@ typedef struct weft__hbuf {
   size_t len, cap;
 } weft__hbuf;
 
-/* Makes room for n more bytes. Returns 0 or WEFT_ENOMEM. */
-int weft__hbuf_reserve(weft__hbuf *b, size_t n);
+/* weft__hbuf_reserve's growing part. */
+int weft__hbuf_grow(weft__hbuf *b, size_t n);
+/* Makes room for n more bytes. Returns 0 or WEFT_ENOMEM. Inline: the room
+ * is mostly there. */
+static inline int weft__hbuf_reserve(weft__hbuf *b, size_t n) {
+  return b->cap - b->len >= n ? 0 : weft__hbuf_grow(b, n);
+}
 int weft__hbuf_add(weft__hbuf *b, const void *p, size_t n);
 void weft__hbuf_free(weft__hbuf *b);
 /* Appends without checking room (after weft__hbuf_reserve). */
