@@ -1168,6 +1168,12 @@ int weft_stream_try_writev(weft_stream *s, const struct iovec *iov,
      * round without its gather list. */
     int want = 0;
     ssize_t n = s->tp->vt->writev(s->tp, iov, 1, &want);
+    if (n == (ssize_t)iov[0].iov_len) {
+      /* All of it went: only the count to keep. */
+      s->wwant = WEFT__WANT_WRITE;
+      s->nwritten += (size_t)n;
+      return 0;
+    }
     c.left = iov[0].iov_len;
     (void)wrote(s, &c, n, want, 0);
   } else {
