@@ -650,7 +650,7 @@ void weft__req_run(weft_http_request *r) {
             "weft: HTTP handler for %s %s failed with %s (%s)\n", r->req.method,
             r->req.target, weft_err_name(rc), weft_strerror(rc));
   }
-  if (r->c->kind != HC_DEAD && !weft_cancelled()) {
+  if (r->c->kind != HC_DEAD && !weft__cancelled()) {
     if (r->rstate == RS_NONE) {
       int st = rc < 0 ? 500 : 204;
       if (r->body_err == WEFT_ELIMIT) {

@@ -276,6 +276,13 @@ int weft__park(const char *what, const void *on, int flags);
 #define WEFT__PARK_NOCANCEL 1 /* only a waker can end it */
 int weft__park_until(const char *what, const void *on, uint64_t due);
 void weft__fire_deadline(weft_task *t);
+/* weft_cancelled() inline, for the library's own hot paths (the public one
+ * is a call, and weft_current() another inside it). */
+static inline bool weft__cancelled(void) {
+  weft_loop *loop = weft__tls_loop;
+  return loop != NULL && loop->current != NULL &&
+         (loop->current->flags & WEFT__T_CANCELLED);
+}
 /* The checkpoint every suspension starts with: WEFT_ECANCELED when the task is
  * cancelled, WEFT_ETIMEDOUT (marking the expired scopes) when a deadline
  * passed, else 0. */

@@ -285,10 +285,7 @@ weft_task *weft_current(void) {
   return loop ? loop->current : NULL;
 }
 
-bool weft_cancelled(void) {
-  weft_task *t = weft_current();
-  return t != NULL && (t->flags & WEFT__T_CANCELLED);
-}
+bool weft_cancelled(void) { return weft__cancelled(); }
 
 bool weft_task_done(const weft_task *t) { return t->state == WEFT__DONE; }
 int weft_task_result(const weft_task *t) { return t->result; }
