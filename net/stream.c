@@ -175,10 +175,6 @@ static const weft__transport_vt plain_vt = {
 
 /* ---- readiness and the event ---- */
 
-size_t weft__stream_wqueued(const weft_stream *s) {
-  return weft__buf_len(&s->wbuf) + (s->tp ? s->tp->vt->wpending(s->tp) : 0);
-}
-
 /* Wakes the drain waiters whose level is reached (or all, on an error). */
 static void wake_drainers(weft_stream *s) {
   if (weft__list_empty(&s->drainers))
@@ -241,7 +237,7 @@ static int notify_ready(const weft_stream *s) {
   int ev = 0;
   if ((s->notify_events & WEFT_STREAM_READABLE) &&
       (weft__buf_len(&s->rbuf) > 0 || s->rerr != 0 ||
-       weft__stream_ready(s, s->rwant) || s->tp->vt->rpending(s->tp)))
+       weft__stream_ready(s, s->rwant) || weft__stream_rpending(s)))
     ev |= WEFT_STREAM_READABLE;
   if ((s->notify_events & WEFT_STREAM_DRAINED) &&
       (s->werr != 0 || weft__stream_wqueued(s) <= s->low))
@@ -535,7 +531,7 @@ int weft_stream_close(weft_stream *s) {
 static int read_more(weft_stream *s, size_t need) {
   if (s->rerr != 0)
     return s->rerr;
-  if (!weft__stream_ready(s, s->rwant) && !s->tp->vt->rpending(s->tp))
+  if (!weft__stream_ready(s, s->rwant) && !weft__stream_rpending(s))
     return WEFT_EAGAIN;
   size_t room = need > READ_CHUNK ? need : READ_CHUNK;
   int rc = buf_reserve(&s->rbuf, room);
@@ -616,7 +612,7 @@ static ssize_t read_some(weft_stream *s, void *buf, size_t len) {
     if (s->rerr != 0)
       return s->rerr;
     if (len >= DIRECT_READ &&
-        (weft__stream_ready(s, s->rwant) || s->tp->vt->rpending(s->tp))) {
+        (weft__stream_ready(s, s->rwant) || weft__stream_rpending(s))) {
       /* Nothing buffered: read straight into the caller's memory. */
       int want = 0;
       ssize_t n = s->tp->vt->read(s->tp, buf, len, &want);
@@ -1126,7 +1122,7 @@ ssize_t weft_stream_try_read(weft_stream *s, void *buf, size_t len) {
   }
   if (s->rerr != 0)
     return s->rerr;
-  if (!weft__stream_ready(s, s->rwant) && !s->tp->vt->rpending(s->tp))
+  if (!weft__stream_ready(s, s->rwant) && !weft__stream_rpending(s))
     return WEFT_EAGAIN;
   int want = 0;
   ssize_t n = s->tp->vt->read(s->tp, buf, len, &want);

@@ -145,7 +145,18 @@ int weft__stream_wait_drain(weft_stream *s, size_t level);
 int weft__stream_fill(weft_stream *s, size_t min);
 
 /* Bytes queued for writing: in the stream's buffer and in the transport. */
-size_t weft__stream_wqueued(const weft_stream *s);
+static inline size_t weft__stream_wqueued(const weft_stream *s) {
+  /* Only TLS holds bytes of its own (a plain socket's wpending is 0);
+   * s->tls is the transport once set. */
+  return weft__buf_len(&s->wbuf) +
+         (s->tls != NULL ? s->tls->vt->wpending(s->tls) : 0);
+}
+
+/* True when the transport holds bytes to read without new data on the
+ * socket: TLS only, so a plain stream makes no call. */
+static inline bool weft__stream_rpending(const weft_stream *s) {
+  return s->tls != NULL && s->tls->vt->rpending(s->tls);
+}
 
 /* Records a transport's EAGAIN: which readiness is used up. */
 static inline void weft__stream_spent(weft_stream *s, int want) {
