@@ -28,10 +28,11 @@ typedef struct route {
   char *pattern; /* a copy cut into segments */
   seg *segs;
   size_t nsegs;
-  size_t nparams; /* segments that are not literal */
-  size_t tlen;    /* strlen(text) */
-  bool any;       /* method "*" */
-  bool get;       /* method "GET": serves HEAD too */
+  size_t nparams;   /* segments that are not literal */
+  size_t tlen;      /* strlen(text) */
+  const char *mlit; /* method, or the same name as a literal */
+  bool any;         /* method "*" */
+  bool get;         /* method "GET": serves HEAD too */
   weft_http_handler fn;
   void *arg;
 } route;
@@ -111,6 +112,20 @@ static int parse_pattern(route *rt) {
   return 0;
 }
 
+/* A common method's name as a string literal. The parsers give a request's
+ * common method as a literal too (http1.c, http2.c), and the linker keeps
+ * one copy of equal literals in the library (mergeable string sections),
+ * so a route's method mostly matches by its pointer; the bytes are
+ * compared when it does not. */
+static const char *method_lit(const char *m) {
+  static const char *const lits[] = {"GET",    "HEAD",  "POST",   "PUT",
+                                     "DELETE", "PATCH", "OPTIONS"};
+  for (size_t i = 0; i < sizeof lits / sizeof *lits; i++)
+    if (strcmp(m, lits[i]) == 0)
+      return lits[i];
+  return m;
+}
+
 int weft_http_route(weft_http_router *r, const char *method,
                     const char *pattern, weft_http_handler fn, void *arg) {
   if (r == NULL || method == NULL || pattern == NULL || fn == NULL ||
@@ -141,6 +156,7 @@ int weft_http_route(weft_http_router *r, const char *method,
   }
   rt.tlen = strlen(rt.text);
   rt.any = strcmp(method, "*") == 0;
+  rt.mlit = method_lit(rt.method);
   rt.get = strcmp(method, "GET") == 0;
   rt.fn = fn;
   rt.arg = arg;
@@ -203,7 +219,8 @@ static inline bool same(const char *a, const char *b) {
 }
 
 static bool method_ok(const route *rt, const char *m) {
-  return rt->any || same(rt->method, m) || (rt->get && same(m, "HEAD"));
+  return rt->any || m == rt->mlit || same(rt->method, m) ||
+         (rt->get && same(m, "HEAD"));
 }
 
 /* Does rt match the path? kinds[] gets the segment kinds of a route with
