@@ -225,8 +225,8 @@ static bool method_ok(const route *rt, const char *m) {
 
 /* Does rt match the path? kinds[] gets the segment kinds of a route with
  * parameters (for ranking); an all-literal route matches its text alone. */
-static bool matches(const route *rt, const weft_http_request *req,
-                    uint8_t *kinds) {
+static inline bool matches(const route *rt, const weft_http_request *req,
+                           uint8_t *kinds) {
   if (rt->nparams == 0)
     return req->req.path_len == rt->tlen &&
            memcmp(req->req.path, rt->text, rt->tlen) == 0;
