@@ -419,7 +419,8 @@ static int flush(hconn *c) {
   struct iovec iov = {h->out.data, h->out.len};
   int rc = weft_stream_try_writev(c->st, &iov, 1);
   h->out.len = 0;
-  if (rc == 0 && weft_stream_write_buffered(c->st) >= c->st->high) {
+  /* rc 0: the stream is live, so its queue may be read directly. */
+  if (rc == 0 && weft__stream_wqueued(c->st) >= c->st->high) {
     weft_timeout scope;
     weft_timeout_enter(&scope, c->srv->o.send_timeout);
     rc = weft_stream_drain(c->st);
