@@ -18,7 +18,7 @@ void weft__arena_init(weft__arena *a, weft__arena_blk *inline_blk) {
   }
 }
 
-void weft__arena_reset(weft__arena *a) {
+void weft__arena_reset_slow(weft__arena *a) {
   weft__arena_blk *b = a->head;
   while (b != NULL && b != a->first_inline) {
     weft__arena_blk *next = b->next;

@@ -49,8 +49,16 @@ typedef struct weft__arena {
 /* Initialises an arena whose first block is `inline_blk` (NULL: none); the
  * inline block's cap must be set by the caller. */
 void weft__arena_init(weft__arena *a, weft__arena_blk *inline_blk);
-/* Frees every block but the inline one, which is emptied. */
-void weft__arena_reset(weft__arena *a);
+/* weft__arena_reset past the inline block. */
+void weft__arena_reset_slow(weft__arena *a);
+/* Frees every block but the inline one, which is emptied. Inline for the
+ * common arena that never left its inline block (whose next is NULL). */
+static inline void weft__arena_reset(weft__arena *a) {
+  if (a->head != NULL && a->head == a->first_inline)
+    a->head->used = 0;
+  else
+    weft__arena_reset_slow(a);
+}
 /* n bytes (aligned to 8), or NULL. Inline while the block has room. */
 void *weft__arena_alloc_slow(weft__arena *a, size_t n);
 static inline void *weft__arena_alloc(weft__arena *a, size_t n) {
