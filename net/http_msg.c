@@ -57,33 +57,12 @@ char *weft__arena_strndup(weft__arena *a, const char *s, size_t n) {
 
 /* ---- messages ---- */
 
-/* Every field but the header lists and the arena, one by one: a memset of
- * the whole is a `rep stos`, slow to start, on every request. */
-static void msg_clear(weft__http_msg *m, int kind) {
-  m->kind = (uint8_t)kind;
-  m->version = 11;
-  m->method = m->target = m->path = m->scheme = NULL;
-  m->path_len = 0;
-  m->query = "";
-  m->authority = "";
-  m->status = 0;
-  m->content_length = -1;
-  m->chunked = m->keep_alive = m->expect_continue = m->upgrade = m->head =
-      false;
-}
-
 void weft__http_msg_init(weft__http_msg *m, int kind,
                          weft__arena_blk *inline_blk) {
-  msg_clear(m, kind);
+  weft__http_msg_fields(m, kind);
   m->hdrs = (weft__http_hdrs){NULL, 0, 0};
   m->trailers = (weft__http_hdrs){NULL, 0, 0};
   weft__arena_init(&m->arena, inline_blk);
-}
-
-void weft__http_msg_clear(weft__http_msg *m) {
-  msg_clear(m, m->kind);
-  m->hdrs.n = 0;
-  m->trailers.n = 0;
 }
 
 void weft__http_msg_reset(weft__http_msg *m) {

@@ -110,9 +110,27 @@ void weft__http_msg_init(weft__http_msg *m, int kind,
 /* Empties it for the next message (keeps the inline block and the header
  * arrays' memory). */
 void weft__http_msg_reset(weft__http_msg *m);
+/* Every field but the header lists and the arena, one by one: a memset of
+ * the whole is a `rep stos`, slow to start, on every request. */
+static inline void weft__http_msg_fields(weft__http_msg *m, int kind) {
+  m->kind = (uint8_t)kind;
+  m->version = 11;
+  m->method = m->target = m->path = m->scheme = NULL;
+  m->path_len = 0;
+  m->query = "";
+  m->authority = "";
+  m->status = 0;
+  m->content_length = -1;
+  m->chunked = m->keep_alive = m->expect_continue = m->upgrade = m->head =
+      false;
+}
 /* weft__http_msg_reset for a message whose arena is empty already: the
- * fields alone. */
-void weft__http_msg_clear(weft__http_msg *m);
+ * fields alone. Inline: a cached request clears two on every request. */
+static inline void weft__http_msg_clear(weft__http_msg *m) {
+  weft__http_msg_fields(m, m->kind);
+  m->hdrs.n = 0;
+  m->trailers.n = 0;
+}
 void weft__http_msg_fini(weft__http_msg *m);
 
 /* Appends a field (copied into the arena). Returns 0 or WEFT_ENOMEM. */
