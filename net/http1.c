@@ -408,15 +408,6 @@ int weft__h1_finish(weft__h1 *h) {
   return -1;
 }
 
-void weft__h1_next(weft__h1 *h, weft__http_msg *msg) {
-  h->msg = msg;
-  h->state = WEFT__H1_IDLE;
-  h->upgrade = false;
-  h->in_trailers = false;
-  h->sc_len = h->cur_len = h->fld_len = 0;
-  h->cur_sc = h->fld_sc = h->have_fld = false;
-}
-
 bool weft__h1_body_until_eof(const weft__h1 *h) {
   return llhttp_message_needs_eof(&h->p) != 0;
 }

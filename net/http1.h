@@ -110,7 +110,14 @@ int weft__h1_finish(weft__h1 *h);
 
 /* Goes on to the next message (after WEFT__H1_DONE); `msg` has been reset
  * by the caller, or is a new one. */
-void weft__h1_next(weft__h1 *h, weft__http_msg *msg);
+static inline void weft__h1_next(weft__h1 *h, weft__http_msg *msg) {
+  h->msg = msg;
+  h->state = WEFT__H1_IDLE;
+  h->upgrade = false;
+  h->in_trailers = false;
+  h->sc_len = h->cur_len = h->fld_len = 0;
+  h->cur_sc = h->fld_sc = h->have_fld = false;
+}
 
 /* True when the message's body ends with the connection (a response
  * without Content-Length or chunking). */

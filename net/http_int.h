@@ -16,6 +16,8 @@
 #ifndef WEFT_HTTP_INT_H
 #define WEFT_HTTP_INT_H
 
+#include <assert.h>
+
 #include <event2/event.h>
 #include <weft/http.h>
 #include <weft/server.h>
@@ -149,8 +151,14 @@ void weft__hconn_timeout(hconn *c, int q);
 /* Closes c's connection now (no flush) and frees it once nothing refers to
  * it. Never suspends. */
 void weft__hconn_close(hconn *c);
+/* weft__hconn_unref's end: frees the dead connection. */
+void weft__hconn_free(hconn *c);
 /* Drops one reference; frees a dead connection with none left. */
-void weft__hconn_unref(hconn *c);
+static inline void weft__hconn_unref(hconn *c) {
+  assert(c->refs > 0);
+  if (--c->refs == 0)
+    weft__hconn_free(c);
+}
 /* A request object, from the cache or new; and back. */
 weft_http_request *weft__req_get(hconn *c, const proto_ops *ops);
 void weft__req_put(weft_http_request *r);

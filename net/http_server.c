@@ -141,10 +141,7 @@ static void conn_gone(weft_http_server *s) {
   }
 }
 
-void weft__hconn_unref(hconn *c) {
-  assert(c->refs > 0);
-  if (--c->refs > 0)
-    return;
+void weft__hconn_free(hconn *c) {
   assert(c->kind == HC_DEAD);
   weft_http_server *s = c->srv;
   weft__h1_conn_free(c);
