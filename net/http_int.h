@@ -146,8 +146,18 @@ struct weft_http_server {
 /* ---- http_server.c, for the drivers ---- */
 
 /* Moves c to timeout list q (deadline now + its timeout), or off every
- * list (q == -1). */
-void weft__hconn_timeout(hconn *c, int q);
+ * list (q == -1). Inline: twice a request. */
+static inline void weft__hconn_timeout(hconn *c, int q) {
+  weft_http_server *s = c->srv;
+  if (weft__list_linked(&c->tlink))
+    weft__list_remove(&c->tlink);
+  if (q < 0)
+    return;
+  c->tq = (uint8_t)q;
+  /* The loop's clock as of this turn: a deadline may come a turn early. */
+  c->deadline = s->loop->now + s->tq_ns[q];
+  weft__list_push_back(&s->tq[q], &c->tlink);
+}
 /* Closes c's connection now (no flush) and frees it once nothing refers to
  * it. Never suspends. */
 void weft__hconn_close(hconn *c);

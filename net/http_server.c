@@ -47,18 +47,6 @@ static void fill_defaults(weft_http_server_opts *o) {
 
 static void tick_update(weft_http_server *s);
 
-void weft__hconn_timeout(hconn *c, int q) {
-  weft_http_server *s = c->srv;
-  if (weft__list_linked(&c->tlink))
-    weft__list_remove(&c->tlink);
-  if (q < 0)
-    return;
-  c->tq = (uint8_t)q;
-  /* The loop's clock as of this turn: a deadline may come a turn early. */
-  c->deadline = s->loop->now + s->tq_ns[q];
-  weft__list_push_back(&s->tq[q], &c->tlink);
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
