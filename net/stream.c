@@ -233,7 +233,7 @@ static void wake_io(weft_stream *s) {
 }
 
 /* The events of a weft_stream_notify() request that hold now. */
-static int notify_ready(const weft_stream *s) {
+static inline int notify_ready(const weft_stream *s) {
   int ev = 0;
   if ((s->notify_events & WEFT_STREAM_READABLE) &&
       (weft__buf_len(&s->rbuf) > 0 || s->rerr != 0 ||
