@@ -171,12 +171,42 @@ static inline void weft__hconn_unref(hconn *c) {
 }
 /* A request object, from the cache or new; and back. */
 weft_http_request *weft__req_get(hconn *c, const proto_ops *ops);
-void weft__req_put(weft_http_request *r);
+void weft__req_free(weft_http_request *r);
+/* Request objects kept for reuse per server. */
+#define WEFT__REQ_CACHE 256
+/* Inline: once a request. */
+static inline void weft__req_put(weft_http_request *r) {
+  weft_http_server *s = r->c->srv;
+  if (r->body_buf != NULL) {
+    weft__free(r->body_buf);
+    r->body_buf = NULL;
+  }
+  weft__arena_reset(&r->req.arena);
+  weft__arena_reset(&r->res.arena);
+  if (s->nfree_reqs < WEFT__REQ_CACHE && !s->freed) {
+    weft__list *n = (weft__list *)r;
+    n->next = s->free_reqs;
+    s->free_reqs = n;
+    s->nfree_reqs++;
+    return;
+  }
+  weft__req_free(r);
+}
 /* Runs the handler for r and completes the response whatever it did.
  * In a task. Returns when the response has been handed over. */
 void weft__req_run(weft_http_request *r);
+/* Writes r's access-log line. */
+void weft__req_log(weft_http_request *r);
 /* Writes the access-log line and counts the response. */
-void weft__req_done(weft_http_request *r);
+static inline void weft__req_done(weft_http_request *r) {
+  weft_http_server *s = r->c->srv;
+  int cls = r->res.status / 100;
+  if (cls >= 1 && cls <= 5)
+    s->stats.responses[cls]++;
+  s->stats.bytes_out += r->bytes_out;
+  if (s->o.access_log != NULL)
+    weft__req_log(r);
+}
 /* Spawns a task for fn(arg) with the server's stack size. */
 int weft__http_spawn(weft_http_server *s, weft_task_fn fn, void *arg,
                      weft_task **out);

@@ -19,9 +19,6 @@
 
 #include "http_int.h"
 
-/* Request objects and HTTP/1 states kept for reuse per server. */
-#define REQ_CACHE 256
-
 /* ---- defaults ---- */
 
 static void fill_defaults(weft_http_server_opts *o) {
@@ -477,25 +474,13 @@ weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
   return r;
 }
 
-void weft__req_put(weft_http_request *r) {
-  weft_http_server *s = r->c->srv;
-  weft__free(r->body_buf);
-  r->body_buf = NULL;
-  weft__arena_reset(&r->req.arena);
-  weft__arena_reset(&r->res.arena);
-  if (s->nfree_reqs < REQ_CACHE && !s->freed) {
-    weft__list *n = (weft__list *)r;
-    n->next = s->free_reqs;
-    s->free_reqs = n;
-    s->nfree_reqs++;
-    return;
-  }
+void weft__req_free(weft_http_request *r) {
   weft__http_msg_fini(&r->req);
   weft__http_msg_fini(&r->res);
   weft__free(r);
 }
 
-static void log_line(weft_http_request *r) {
+void weft__req_log(weft_http_request *r) {
   weft_http_server *s = r->c->srv;
   char peer[WEFT_ADDR_STRLEN] = "-";
   weft_addr a;
@@ -512,16 +497,6 @@ static void log_line(weft_http_request *r) {
       r->req.method ? r->req.method : "-", r->req.target ? r->req.target : "-",
       v == 20 ? "2" : (v == 10 ? "1.0" : "1.1"), r->res.status,
       (unsigned long long)r->bytes_out, (double)(weft_now_ns() - r->t0) / 1e9);
-}
-
-void weft__req_done(weft_http_request *r) {
-  weft_http_server *s = r->c->srv;
-  int cls = r->res.status / 100;
-  if (cls >= 1 && cls <= 5)
-    s->stats.responses[cls]++;
-  s->stats.bytes_out += r->bytes_out;
-  if (s->o.access_log != NULL)
-    log_line(r);
 }
 
 /* Does the server answer this request itself (metrics)? Inline: a server
