@@ -169,8 +169,44 @@ static inline void weft__hconn_unref(hconn *c) {
   if (--c->refs == 0)
     weft__hconn_free(c);
 }
-/* A request object, from the cache or new; and back. */
-weft_http_request *weft__req_get(hconn *c, const proto_ops *ops);
+/* A new request object (its messages initialised), or NULL. */
+weft_http_request *weft__req_new(void);
+/* A request object, from the cache or new; and back. Inline: once a
+ * request. */
+static inline weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
+  weft_http_server *s = c->srv;
+  weft_http_request *r;
+  if (s->free_reqs != NULL) {
+    weft__list *n = s->free_reqs;
+    s->free_reqs = n->next;
+    s->nfree_reqs--;
+    r = (weft_http_request *)n;
+    /* weft__req_put emptied its arenas (the inline blocks, their caps set)
+     * and freed its body copy: the messages need only their fields. */
+    weft__http_msg_clear(&r->req);
+    weft__http_msg_clear(&r->res);
+  } else if ((r = weft__req_new()) == NULL) {
+    return NULL;
+  }
+  r->c = c;
+  r->ops = ops;
+  r->rstate = RS_NONE;
+  r->in_respond = false;
+  r->is_head = false;
+  r->out_chunked = false;
+  r->continue_sent = false;
+  r->body_end = false;
+  r->body_err = 0;
+  r->out_left = -1;
+  r->max_body = s->o.max_body;
+  r->body_read = 0;
+  r->bytes_out = 0;
+  r->t0 = s->loop->now; /* the loop's clock, as of this turn (nginx too) */
+  r->nparams = 0;
+  r->sid = 0;
+  r->drv = NULL;
+  return r;
+}
 void weft__req_free(weft_http_request *r);
 /* Request objects kept for reuse per server. */
 #define WEFT__REQ_CACHE 256

@@ -432,45 +432,15 @@ void weft_http_server_free(weft_http_server *s) {
 
 /* ---- requests ---- */
 
-weft_http_request *weft__req_get(hconn *c, const proto_ops *ops) {
-  weft_http_server *s = c->srv;
-  weft_http_request *r;
-  if (s->free_reqs != NULL) {
-    weft__list *n = s->free_reqs;
-    s->free_reqs = n->next;
-    s->nfree_reqs--;
-    r = (weft_http_request *)n;
-    /* weft__req_put emptied its arenas (the inline blocks, their caps set)
-     * and freed its body copy: the messages need only their fields. */
-    weft__http_msg_clear(&r->req);
-    weft__http_msg_clear(&r->res);
-  } else {
-    r = weft__malloc(sizeof *r);
-    if (r == NULL)
-      return NULL;
-    r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
-    r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
-    weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
-    weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
-    r->body_buf = NULL;
-  }
-  r->c = c;
-  r->ops = ops;
-  r->rstate = RS_NONE;
-  r->in_respond = false;
-  r->is_head = false;
-  r->out_chunked = false;
-  r->continue_sent = false;
-  r->body_end = false;
-  r->body_err = 0;
-  r->out_left = -1;
-  r->max_body = s->o.max_body;
-  r->body_read = 0;
-  r->bytes_out = 0;
-  r->t0 = s->loop->now; /* the loop's clock, as of this turn (nginx too) */
-  r->nparams = 0;
-  r->sid = 0;
-  r->drv = NULL;
+weft_http_request *weft__req_new(void) {
+  weft_http_request *r = weft__malloc(sizeof *r);
+  if (r == NULL)
+    return NULL;
+  r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
+  r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
+  weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
+  weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
+  r->body_buf = NULL;
   return r;
 }
 
