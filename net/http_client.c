@@ -718,10 +718,10 @@ static weft_http_response *response_new(weft_http_session *s) {
     r = weft__calloc(1, sizeof *r);
     if (r == NULL)
       return NULL;
-    r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
-    r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
-    weft__http_msg_init(&r->msg, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
-    weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
+    weft__http_msg_init_inline(&r->msg, WEFT__HTTP_RESPONSE, &r->inl_res.blk,
+                               sizeof r->inl_res);
+    weft__http_msg_init_inline(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk,
+                               sizeof r->inl_req);
   }
   r->s = s;
   s->refs++;

@@ -65,6 +65,12 @@ void weft__http_msg_init(weft__http_msg *m, int kind,
   weft__arena_init(&m->arena, inline_blk);
 }
 
+void weft__http_msg_init_inline(weft__http_msg *m, int kind,
+                                weft__arena_blk *blk, size_t size) {
+  blk->cap = size - sizeof *blk;
+  weft__http_msg_init(m, kind, blk);
+}
+
 void weft__http_msg_reset(weft__http_msg *m) {
   weft__arena_reset(&m->arena);
   weft__http_msg_clear(m);

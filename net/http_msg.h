@@ -32,7 +32,7 @@ static inline char *weft__arena_data(weft__arena_blk *b) {
 }
 
 /* An arena block with n bytes of its own, to embed in an owner as the
- * first block of a message's arena (its cap: sizeof - sizeof the header). */
+ * first block of a message's arena (weft__http_msg_init_inline). */
 #define WEFT__ARENA_INLINE(n)                                                  \
   union {                                                                      \
     weft__arena_blk blk;                                                       \
@@ -107,6 +107,10 @@ typedef struct weft__http_msg {
 
 void weft__http_msg_init(weft__http_msg *m, int kind,
                          weft__arena_blk *inline_blk);
+/* weft__http_msg_init with an embedded first block of `size` bytes in all
+ * (a WEFT__ARENA_INLINE: &x.blk, sizeof x), whose cap it sets. */
+void weft__http_msg_init_inline(weft__http_msg *m, int kind,
+                                weft__arena_blk *blk, size_t size);
 /* Empties it for the next message (keeps the inline block and the header
  * arrays' memory). */
 void weft__http_msg_reset(weft__http_msg *m);

@@ -436,10 +436,10 @@ weft_http_request *weft__req_new(void) {
   weft_http_request *r = weft__malloc(sizeof *r);
   if (r == NULL)
     return NULL;
-  r->inl_req.blk.cap = sizeof r->inl_req - sizeof(weft__arena_blk);
-  r->inl_res.blk.cap = sizeof r->inl_res - sizeof(weft__arena_blk);
-  weft__http_msg_init(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk);
-  weft__http_msg_init(&r->res, WEFT__HTTP_RESPONSE, &r->inl_res.blk);
+  weft__http_msg_init_inline(&r->req, WEFT__HTTP_REQUEST, &r->inl_req.blk,
+                             sizeof r->inl_req);
+  weft__http_msg_init_inline(&r->res, WEFT__HTTP_RESPONSE, &r->inl_res.blk,
+                             sizeof r->inl_res);
   r->body_buf = NULL;
   return r;
 }
