@@ -340,55 +340,10 @@ enum {
   F_HTTPS /* :scheme https */
 };
 
-/* Byte classes, one table. */
-enum {
-  C_NAME = 1,    /* lower-case tchar (RFC 9110 5.6.2) */
-  C_TCHAR = 2,   /* tchar */
-  C_VALUE = 4,   /* field-vchar, SP, HTAB (RFC 9110 5.5) */
-  C_PATH = 8,    /* C_VALUE but SP and HTAB */
-  C_AUTH = 16,   /* RFC 3986 authority: unreserved, sub-delims, : @ [ ] % */
-  C_SCHEME = 32, /* ALPHA DIGIT + - . */
-  C_ALPHA = 64,
-  C_DIGIT = 128
-};
-#define ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
-#define DIGIT(c) ((c) >= '0' && (c) <= '9')
-#define TSYM(c)                                                                \
-  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' ||       \
-   (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||      \
-   (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-#define ASYM(c)                                                                \
-  ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' ||       \
-   (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||      \
-   (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' ||       \
-   (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' || (c) == '%')
-#define VAL(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f))
-#define CL(c)                                                                  \
-  (((ALPHA(c) && !((c) >= 'A' && (c) <= 'Z')) || DIGIT(c) || TSYM(c) ? C_NAME  \
-                                                                     : 0) |    \
-   (ALPHA(c) || DIGIT(c) || TSYM(c) ? C_TCHAR : 0) | (VAL(c) ? C_VALUE : 0) |  \
-   (VAL(c) && (c) != ' ' && (c) != '\t' ? C_PATH : 0) |                        \
-   (ALPHA(c) || DIGIT(c) || ASYM(c) ? C_AUTH : 0) |                            \
-   (ALPHA(c) || DIGIT(c) || (c) == '+' || (c) == '-' || (c) == '.' ? C_SCHEME  \
-                                                                   : 0) |      \
-   (ALPHA(c) ? C_ALPHA : 0) | (DIGIT(c) ? C_DIGIT : 0))
-#define CL4(c) CL(c), CL(c + 1), CL(c + 2), CL(c + 3)
-#define CL16(c) CL4(c), CL4(c + 4), CL4(c + 8), CL4(c + 12)
-#define CL64(c) CL16(c), CL16(c + 16), CL16(c + 32), CL16(c + 48)
-static const uint8_t cls[256] = {CL64(0), CL64(64), CL64(128), CL64(192)};
-#undef CL64
-#undef CL16
-#undef CL4
-#undef CL
-#undef VAL
-#undef ASYM
-#undef TSYM
-#undef DIGIT
-#undef ALPHA
-
 /* The classes of the four bytes at p, and-ed. */
 #define CLS4(p)                                                                \
-  ((unsigned)(cls[(p)[0]] & cls[(p)[1]] & cls[(p)[2]] & cls[(p)[3]]))
+  ((unsigned)(weft__http_cls[(p)[0]] & weft__http_cls[(p)[1]] &                \
+              weft__http_cls[(p)[2]] & weft__http_cls[(p)[3]]))
 
 /* True when every byte of p[0..n) is of class c: the classes of four
  * bytes at a time are and-ed, no branch a byte, and the last four bytes
@@ -404,13 +359,13 @@ static inline __attribute__((always_inline)) bool all(const uint8_t *p,
   } else {
     switch (n) {
     case 3:
-      acc &= cls[p[2]];
+      acc &= weft__http_cls[p[2]];
       /* fall through */
     case 2:
-      acc &= cls[p[1]];
+      acc &= weft__http_cls[p[1]];
       /* fall through */
     case 1:
-      acc &= cls[p[0]];
+      acc &= weft__http_cls[p[0]];
     }
   }
   return acc == c;
@@ -430,18 +385,19 @@ static inline bool ctl8(const uint8_t *p) {
 static bool value_ok(const uint8_t *v, size_t n) {
   if (n == 0)
     return true;
-  /* No white space at either end: both are of C_PATH, which is C_VALUE
-   * but SP and HTAB (a control byte there is refused a little early). */
-  if (!(cls[v[0]] & cls[v[n - 1]] & C_PATH))
+  /* No white space at either end: both are of WEFT__C_PATH, which is
+   * WEFT__C_VALUE but SP and HTAB (a control byte there is refused a little
+   * early). */
+  if (!(weft__http_cls[v[0]] & weft__http_cls[v[n - 1]] & WEFT__C_PATH))
     return false;
   if (n < 8)
-    return all(v, n, C_VALUE);
+    return all(v, n, WEFT__C_VALUE);
   /* Eight bytes at a time, the last eight overlapping: only a word that
    * may hold a control byte goes to the table, which allows HTAB. */
   for (size_t i = 0; i + 8 < n; i += 8)
-    if (ctl8(v + i) && !all(v + i, 8, C_VALUE))
+    if (ctl8(v + i) && !all(v + i, 8, WEFT__C_VALUE))
       return false;
-  return !ctl8(v + n - 8) || all(v + n - 8, 8, C_VALUE);
+  return !ctl8(v + n - 8) || all(v + n - 8, 8, WEFT__C_VALUE);
 }
 
 /* Marks a once-only field seen; false when it came before or is empty. */
@@ -474,7 +430,7 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
           h->hb_seen |= RQ_PATH_SLASH;
           return F_ROOT;
         }
-        if (!all(v, vl, C_PATH))
+        if (!all(v, vl, WEFT__C_PATH))
           return F_BAD;
         if (v[0] == '/')
           h->hb_seen |= RQ_PATH_SLASH;
@@ -490,7 +446,7 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
         /* By bytes: gcc makes a call of a three-byte memcmp here. */
         if (vl == 3 && v[0] == 'G' && v[1] == 'E' && v[2] == 'T')
           return F_GET;
-        if (!all(v, vl, C_TCHAR) || is(v, vl, "CONNECT"))
+        if (!all(v, vl, WEFT__C_TCHAR) || is(v, vl, "CONNECT"))
           return F_BAD;
         if (is(v, vl, "OPTIONS"))
           h->hb_seen |= RQ_OPTIONS;
@@ -503,7 +459,8 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
           h->hb_seen |= RQ_HTTP;
           return vl == 4 ? F_HTTP : F_HTTPS;
         }
-        if (!(cls[v[0]] & C_ALPHA) || !all(v, vl, C_SCHEME))
+        if (!(weft__http_cls[v[0]] & WEFT__C_ALPHA) ||
+            !all(v, vl, WEFT__C_SCHEME))
           return F_BAD;
         if ((vl == 4 && weft__http_ieq((const char *)v, "http", 4)) ||
             (vl == 5 && weft__http_ieq((const char *)v, "https", 5)))
@@ -513,7 +470,7 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
       break;
     case 10:
       if (is(n, nl, ":authority")) {
-        if (!once(h, RQ_AUTHORITY, vl) || !all(v, vl, C_AUTH))
+        if (!once(h, RQ_AUTHORITY, vl) || !all(v, vl, WEFT__C_AUTH))
           return F_BAD;
         return F_AUTHORITY;
       }
@@ -522,7 +479,7 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
     return F_BAD; /* :status, :protocol, unknown */
   }
   h->hb_seen |= RQ_REGULAR;
-  if (nl == 0 || !all(n, nl, C_NAME)) {
+  if (nl == 0 || !all(n, nl, WEFT__C_NAME)) {
     for (size_t i = 0; i < nl; i++)
       if (n[i] >= 'A' && n[i] <= 'Z')
         return F_BAD; /* upper case: never in HTTP/2 */
@@ -536,7 +493,7 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
     break;
   case 4:
     if (is(n, nl, "host")) {
-      if (!all(v, vl, C_AUTH))
+      if (!all(v, vl, WEFT__C_AUTH))
         return F_DROP;
       if (!once(h, RQ_HOST, vl))
         return F_BAD;
@@ -559,7 +516,7 @@ static int check_field(weft__h2 *h, const uint8_t *n, size_t nl,
     if (is(n, nl, "content-length")) {
       /* At most 18 digits: no overflow. */
       if (h->hb_trailers || !once(h, RQ_LENGTH, vl) || vl > 18 ||
-          !all(v, vl, C_DIGIT))
+          !all(v, vl, WEFT__C_DIGIT))
         return F_BAD;
       return F_LENGTH;
     }

@@ -182,23 +182,44 @@ int weft__http_msg_set_target(weft__http_msg *m, const char *t, size_t n) {
   return 0;
 }
 
-/* RFC 9110 token characters. */
-#define TC(c)                                                                  \
-  (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||                 \
-   ((c) >= '0' && (c) <= '9') || (c) == '!' || (c) == '#' || (c) == '$' ||     \
-   (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' ||      \
-   (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || (c) == '`' ||       \
-   (c) == '|' || (c) == '~')
-#define TC4(c) TC(c), TC(c + 1), TC(c + 2), TC(c + 3)
-#define TC16(c) TC4(c), TC4(c + 4), TC4(c + 8), TC4(c + 12)
-#define TC64(c) TC16(c), TC16(c + 16), TC16(c + 32), TC16(c + 48)
-static const bool tchars[256] = {TC64(0), TC64(64), TC64(128), TC64(192)};
-#undef TC64
-#undef TC16
-#undef TC4
-#undef TC
-
-static bool tchar(unsigned char ch) { return tchars[ch]; }
+/* The byte classes (http_msg.h), one table for both parsers' checks. */
+#define ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define TSYM(c)                                                                \
+  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' ||       \
+   (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||      \
+   (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
+#define ASYM(c)                                                                \
+  ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' ||       \
+   (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||      \
+   (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' ||       \
+   (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' || (c) == '%')
+#define VAL(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f))
+#define CL(c)                                                                  \
+  (((ALPHA(c) && !((c) >= 'A' && (c) <= 'Z')) || DIGIT(c) || TSYM(c)           \
+        ? WEFT__C_NAME                                                         \
+        : 0) |                                                                 \
+   (ALPHA(c) || DIGIT(c) || TSYM(c) ? WEFT__C_TCHAR : 0) |                     \
+   (VAL(c) ? WEFT__C_VALUE : 0) |                                              \
+   (VAL(c) && (c) != ' ' && (c) != '\t' ? WEFT__C_PATH : 0) |                  \
+   (ALPHA(c) || DIGIT(c) || ASYM(c) ? WEFT__C_AUTH : 0) |                      \
+   (ALPHA(c) || DIGIT(c) || (c) == '+' || (c) == '-' || (c) == '.'             \
+        ? WEFT__C_SCHEME                                                       \
+        : 0) |                                                                 \
+   (ALPHA(c) ? WEFT__C_ALPHA : 0) | (DIGIT(c) ? WEFT__C_DIGIT : 0))
+#define CL4(c) CL(c), CL(c + 1), CL(c + 2), CL(c + 3)
+#define CL16(c) CL4(c), CL4(c + 4), CL4(c + 8), CL4(c + 12)
+#define CL64(c) CL16(c), CL16(c + 16), CL16(c + 32), CL16(c + 48)
+const uint8_t weft__http_cls[256] = {CL64(0), CL64(64), CL64(128), CL64(192)};
+#undef CL64
+#undef CL16
+#undef CL4
+#undef CL
+#undef VAL
+#undef ASYM
+#undef TSYM
+#undef DIGIT
+#undef ALPHA
 
 bool weft__http_token_ok(const char *s, size_t n) {
   if (n == 0)
@@ -207,11 +228,11 @@ bool weft__http_token_ok(const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0;
   for (; i + 4 <= n; i += 4)
-    if (!(tchars[u[i]] & tchars[u[i + 1]] & tchars[u[i + 2]] &
-          tchars[u[i + 3]]))
+    if (!(weft__http_cls[u[i]] & weft__http_cls[u[i + 1]] &
+          weft__http_cls[u[i + 2]] & weft__http_cls[u[i + 3]] & WEFT__C_TCHAR))
       return false;
   for (; i < n; i++)
-    if (!tchar(u[i]))
+    if (!(weft__http_cls[u[i]] & WEFT__C_TCHAR))
       return false;
   return true;
 }

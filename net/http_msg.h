@@ -137,6 +137,20 @@ static inline void weft__http_msg_clear(weft__http_msg *m) {
 }
 void weft__http_msg_fini(weft__http_msg *m);
 
+/* Byte classes of HTTP's grammars, a bit each, in one table for the
+ * HTTP/1.1 and HTTP/2 checks (http_msg.c). */
+enum {
+  WEFT__C_NAME = 1,  /* lower-case tchar (RFC 9110 5.6.2) */
+  WEFT__C_TCHAR = 2, /* tchar */
+  WEFT__C_VALUE = 4, /* field-vchar, SP, HTAB (RFC 9110 5.5) */
+  WEFT__C_PATH = 8,  /* WEFT__C_VALUE but SP and HTAB */
+  WEFT__C_AUTH = 16, /* RFC 3986 authority: unreserved, sub-delims, : @ [ ] % */
+  WEFT__C_SCHEME = 32, /* ALPHA DIGIT + - . */
+  WEFT__C_ALPHA = 64,
+  WEFT__C_DIGIT = 128
+};
+extern const uint8_t weft__http_cls[256];
+
 /* Appends a field (copied into the arena). Returns 0 or WEFT_ENOMEM. */
 int weft__http_hdrs_add(weft__http_msg *m, weft__http_hdrs *h, const char *name,
                         size_t nlen, const char *value, size_t vlen);
