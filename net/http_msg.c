@@ -260,13 +260,6 @@ int weft__hbuf_grow(weft__hbuf *b, size_t n) {
   return 0;
 }
 
-int weft__hbuf_add(weft__hbuf *b, const void *p, size_t n) {
-  int rc = weft__hbuf_reserve(b, n);
-  if (rc == 0)
-    weft__hbuf_put(b, p, n);
-  return rc;
-}
-
 void weft__hbuf_free(weft__hbuf *b) {
   weft__free(b->data);
   *b = (weft__hbuf){0};

@@ -209,12 +209,18 @@ int weft__hbuf_grow(weft__hbuf *b, size_t n);
 static inline int weft__hbuf_reserve(weft__hbuf *b, size_t n) {
   return b->cap - b->len >= n ? 0 : weft__hbuf_grow(b, n);
 }
-int weft__hbuf_add(weft__hbuf *b, const void *p, size_t n);
 void weft__hbuf_free(weft__hbuf *b);
 /* Appends without checking room (after weft__hbuf_reserve). */
 static inline void weft__hbuf_put(weft__hbuf *b, const void *p, size_t n) {
   memcpy(b->data + b->len, p, n);
   b->len += n;
+}
+/* Appends n bytes. Returns 0 or WEFT_ENOMEM. */
+static inline int weft__hbuf_add(weft__hbuf *b, const void *p, size_t n) {
+  int rc = weft__hbuf_reserve(b, n);
+  if (rc == 0)
+    weft__hbuf_put(b, p, n);
+  return rc;
 }
 
 /* "Date: Tue, 15 Nov 1994 08:12:31 GMT\r\n" for now, cached per second per

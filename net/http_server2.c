@@ -672,9 +672,8 @@ static int h2_write(weft_http_request *r, const void *p, size_t n) {
       k = n;
     if (st->out_pos > 0 && st->out_pos == st->out.len)
       st->out_pos = st->out.len = 0;
-    if (weft__hbuf_reserve(&st->out, k) != 0)
+    if (weft__hbuf_add(&st->out, d, k) != 0)
       return WEFT_ENOMEM;
-    weft__hbuf_put(&st->out, d, k);
     r->bytes_out += k;
     d += k;
     n -= k;
