@@ -225,17 +225,26 @@ static void bodies(weft_http_session *s) {
   weft_http_response_free(r);
 }
 
-static int t_tls(void *arg) {
-  (void)arg;
+/* The server up over TLS with the test CA's "valid" certificate; ca gets
+ * the CA file's path. NULL (said on stderr) when openssl is missing. */
+static weft_tls_ctx *tls_up(char *ca, size_t cap) {
   weft_tls_ctx *tls = server_tls("valid");
   if (tls == NULL) {
     fprintf(stderr, "  (openssl is missing: skipped)\n");
-    return 0;
+    return NULL;
   }
   weft_http_server_opts so = {.size = sizeof so, .tls = tls};
   up(&so, true);
+  snprintf(ca, cap, "%s/ca.pem", th_certs());
+  return tls;
+}
+
+static int t_tls(void *arg) {
+  (void)arg;
   char ca[128], url[128], body[64];
-  snprintf(ca, sizeof ca, "%s/ca.pem", th_certs());
+  weft_tls_ctx *tls = tls_up(ca, sizeof ca);
+  if (tls == NULL)
+    return 0;
   /* Verified against the test CA: h2 by ALPN. */
   weft_http_session_opts o = {.size = sizeof o, .ca_file = ca};
   weft_http_session *s;
@@ -286,7 +295,7 @@ static int t_tls(void *arg) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     tls = server_tls(bad[i].cert);
-    so.tls = tls;
+    weft_http_server_opts so = {.size = sizeof so, .tls = tls};
     up(&so, true);
     T_OK(weft_http_session_new(&s, &o));
     snprintf(url, sizeof url, "https://localhost:%d/", port);
@@ -308,15 +317,10 @@ static int t_tls(void *arg) {
  * the caller's whose cache is off. */
 static int t_tls_resume(void *arg) {
   (void)arg;
-  weft_tls_ctx *tls = server_tls("valid");
-  if (tls == NULL) {
-    fprintf(stderr, "  (openssl is missing: skipped)\n");
-    return 0;
-  }
-  weft_http_server_opts so = {.size = sizeof so, .tls = tls};
-  up(&so, true);
   char ca[128], url[128], body[64];
-  snprintf(ca, sizeof ca, "%s/ca.pem", th_certs());
+  weft_tls_ctx *tls = tls_up(ca, sizeof ca);
+  if (tls == NULL)
+    return 0;
   weft_tls_opts off = {.size = sizeof off,
                        .ca_file = ca,
                        .alpn = WEFT_HTTP_ALPN,
